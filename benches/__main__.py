@@ -1,0 +1,50 @@
+"""Run a benchmark: ``python -m benches <name> [options]`` (``python -m benches --list``).
+
+Every benchmark measures slea against a reference in the same run and reports ratios. Raw
+results are written as JSON under ``benches/out/``; the figures we keep go to benches/RESULTS.md
+with the command and the machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES: dict[str, tuple[str, str]] = {
+    "quick": (
+        "benches.quick",
+        "a one-minute tour: canon, clustering and advantages at small sizes",
+    ),
+    "canon": ("benches.canon", "canonicalise+hash throughput (MB/s) vs a plain-Python version"),
+    "clustering": (
+        "benches.clustering",
+        "clustering on TextWorld observations vs released SLEA-RL and the paper",
+    ),
+    "advantages": (
+        "benches.advantages",
+        "GiGPO/SLEA advantages vs the Python reference, NumPy and verl-agent shape",
+    ),
+    "hnsw": ("benches.hnsw", "HNSW recall/QPS/build vs hnswlib"),
+    "library": ("benches.library", "experience-library retrieval latency and memory"),
+    "envs": ("benches.envs", "environment steps per second, single and vectorised"),
+    "learning": ("benches.learning", "grpo vs gigpo vs slea learning curves on TextWorld"),
+    "evolve": ("benches.evolve", "cost of one evolution step (without the LLM call)"),
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "--list"):
+        print(__doc__)
+        for name, (_, help_text) in BENCHES.items():
+            print(f"  {name:12s} {help_text}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in BENCHES:
+        print(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHES)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(BENCHES[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

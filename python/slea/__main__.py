@@ -1,0 +1,5 @@
+import sys
+
+from slea.cli import main
+
+sys.exit(main())

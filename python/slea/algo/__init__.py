@@ -1,0 +1,1 @@
+"""Policy-update algorithms: advantage estimators (Rust), PPO-clip + KL loss, update step."""

@@ -1,0 +1,73 @@
+"""Command line: ``slea train | eval | report | library | envs | bench``.
+
+Each subcommand lives in the module that owns the feature and exposes two functions:
+``add_arguments(parser)`` and ``run(args) -> int``. Those modules must import nothing heavy at
+module level (torch, transformers, textworld are imported inside ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("slea.train.cli_train", "train a policy from a YAML config"),
+    "eval": ("slea.train.cli_eval", "evaluate a run's latest checkpoint"),
+    "report": ("slea.report.cli", "write the HTML report of a run"),
+    "library": ("slea.experience.cli", "show, export, import or summarise an experience library"),
+    "envs": ("slea.envs.cli", "list environments or generate TextWorld games"),
+    "bench": ("slea.cli_bench", "run a benchmark (same as python -m benches NAME)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slea", description=__doc__.splitlines()[0])
+    from slea import __version__
+
+    parser.add_argument("--version", action="version", version=f"slea {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            p.set_defaults(_run=_unavailable(name))
+            continue
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def _unavailable(name: str):  # type: ignore[no-untyped-def]
+    def run(args: argparse.Namespace) -> int:
+        print(f"slea {name}: not available in this build", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    from slea.errors import SleaError
+
+    try:
+        return int(args._run(args) or 0)
+    except SleaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Experience library: facade, embedders, distillers, evolution and prompt building."""

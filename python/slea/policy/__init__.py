@@ -1,0 +1,1 @@
+"""Policies: Hugging Face transformers (generate and choice modes), vLLM, tiny offline models."""

@@ -1,0 +1,1 @@
+"""Run report: metrics and library -> HTML page with PNG figures."""

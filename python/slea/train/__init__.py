@@ -1,0 +1,1 @@
+"""Trainer, configuration, checkpoints and logging."""

@@ -1,0 +1,1 @@
+//! canon: to be written (see ../../../DESIGN.md in shared).

@@ -1,0 +1,1 @@
+//! cluster: to be written (see ../../../DESIGN.md in shared).

@@ -1,0 +1,1 @@
+//! embed: to be written (see ../../../DESIGN.md in shared).

@@ -1,0 +1,1 @@
+//! hash: to be written (see ../../../DESIGN.md in shared).

@@ -1,0 +1,1 @@
+//! library: to be written (see ../../../DESIGN.md in shared).
