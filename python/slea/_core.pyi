@@ -3,7 +3,25 @@
 Each section belongs to one binding file in rust/slea-py/src/; keep them in that order.
 """
 
-__all__ = ["SleaError", "SnapshotError", "__version__"]
+__all__ = [
+    # error.rs
+    "SleaError",
+    "SnapshotError",
+    "__version__",
+    #
+    # canon.rs
+    #
+    # cluster.rs
+    #
+    # advantage.rs
+    #
+    # hnsw.rs
+    #
+    # embed.rs
+    #
+    # library.rs
+    #
+]
 
 __version__: str
 
@@ -12,14 +30,26 @@ __version__: str
 class SleaError(Exception): ...
 class SnapshotError(SleaError): ...
 
+
+
 # --- canon.rs ---------------------------------------------------------------------------------
+
+
 
 # --- cluster.rs -------------------------------------------------------------------------------
 
+
+
 # --- advantage.rs -----------------------------------------------------------------------------
+
+
 
 # --- hnsw.rs ----------------------------------------------------------------------------------
 
+
+
 # --- embed.rs ---------------------------------------------------------------------------------
+
+
 
 # --- library.rs -------------------------------------------------------------------------------
