@@ -3,7 +3,7 @@
 Each section belongs to one binding file in rust/slea-py/src/; keep them in that order.
 """
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (one section per binding file, not one sorted list)
     # error.rs
     "SleaError",
     "SnapshotError",
@@ -14,6 +14,8 @@ __all__ = [
     # cluster.rs
     #
     # advantage.rs
+    "StepBatch",
+    "compute_advantages",
     #
     # hnsw.rs
     #
@@ -22,6 +24,11 @@ __all__ = [
     # library.rs
     #
 ]
+
+from typing import final
+
+import numpy as np
+import numpy.typing as npt
 
 __version__: str
 
@@ -35,6 +42,41 @@ class SnapshotError(SleaError): ...
 # --- cluster.rs -------------------------------------------------------------------------------
 
 # --- advantage.rs -----------------------------------------------------------------------------
+
+@final
+class StepBatch:
+    def __new__(
+        cls,
+        group: npt.NDArray[np.int64],
+        episode: npt.NDArray[np.int64],
+        step: npt.NDArray[np.int64],
+        reward: npt.NDArray[np.float64],
+        key: npt.NDArray[np.uint64],
+        invalid: npt.NDArray[np.bool_],
+        action_key: npt.NDArray[np.uint64] | None = None,
+    ) -> StepBatch: ...
+    def __len__(self) -> int: ...
+    @property
+    def n_episodes(self) -> int: ...
+    @property
+    def n_groups(self) -> int: ...
+    @property
+    def has_action_key(self) -> bool: ...
+
+def compute_advantages(
+    batch: StepBatch,
+    estimator: str,
+    gamma: float,
+    mode: str,
+    step_weight: float,
+    invalid_penalty: float,
+    eps: float,
+) -> tuple[
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+]: ...
 
 # --- hnsw.rs ----------------------------------------------------------------------------------
 
