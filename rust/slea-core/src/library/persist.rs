@@ -174,6 +174,12 @@ impl Library {
         Ok(w.to_bytes())
     }
 
+    /// The parameters as JSON (the same text as the snapshot's `params` section).
+    pub fn params_json(&self) -> Result<String> {
+        serde_json::to_string(&self.params)
+            .map_err(|e| Error::invalid("params", format!("cannot encode: {e}")))
+    }
+
     /// Write a snapshot to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         crate::snapshot::write_atomic(path, &self.to_snapshot_bytes()?)
