@@ -177,12 +177,12 @@ def update_policy(
     sums, units_total = _all_reduce_sums(sums, units_total, world)
     n = max(units_total, 1)
     return UpdateStats(
-        loss=sums[0] / n,
-        pg_loss=sums[1] / n,
-        kl=sums[2] / n,
-        clip_frac=sums[3] / n,
-        ratio=sums[4] / n,
-        approx_kl=sums[5] / n,
+        loss=float(sums[0] / n),
+        pg_loss=float(sums[1] / n),
+        kl=float(sums[2] / n),
+        clip_frac=float(sums[3] / n),
+        ratio=float(sums[4] / n),
+        approx_kl=float(sums[5] / n),
         grad_norm=float(np.mean(norms)) if norms else 0.0,
         units=units_total,
         optimizer_steps=len(norms),
