@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+
 from slea.errors import SnapshotError
 from slea.train.checkpoint import CheckpointManager, atomic_write_text
 from slea.train.logging import MetricsLogger, flatten, read_metrics, truncate_metrics

@@ -8,6 +8,7 @@ import inspect
 import itertools
 
 import pytest
+
 from slea.errors import ConfigError
 from slea.train import config as config_mod
 from slea.train.config import TrainConfig
@@ -27,7 +28,8 @@ def test_defaults_follow_the_paper_and_issue() -> None:
         10,
         200,
     )
-    assert (cfg.retrieval.k_strategy, cfg.retrieval.k_warning) == (2, 1)
+    assert (cfg.library.k_strategy, cfg.library.k_warning) == (2, 1)
+    assert (cfg.library.strategy_capacity, cfg.library.warning_capacity) == (100, 50)
     assert cfg.clustering.threshold == 0.85
 
 
@@ -44,12 +46,14 @@ def test_yaml_round_trip_and_overrides(tmp_path) -> None:
             "model.lora_targets=[q_proj, v_proj]",
             "env.kwargs={max_steps: 5}",
             "run.dir=/tmp/x",
+            "library.ema_alpha=0.5",
         ],
     )
     assert cfg.train.iterations == 7 and cfg.model.tiny.num_layers == 3
     assert cfg.update.lr == 3e-4 and cfg.train.update_policy is False
     assert cfg.model.lora_targets == ("q_proj", "v_proj")
     assert cfg.env.kwargs == {"max_steps": 5}
+    assert cfg.library.ema_alpha == 0.5
     out = tmp_path / "resolved.yaml"
     cfg.to_yaml(out)
     assert TrainConfig.from_yaml(out) == cfg
@@ -77,6 +81,7 @@ def test_yaml_round_trip_and_overrides(tmp_path) -> None:
         ("policy.mode=beam", r"policy\.mode"),
         ("model.tiny.hidden_size=30", r"model\.tiny: .*multiple of num_heads"),
         ("model.dtype=int8", r"model\.dtype"),
+        ("library.k_strategy=-1", r"library: LibraryConfig\.k_strategy must be an int"),
         ("update=3", r"update: expected a mapping"),
         ("nonsense", r"must look like section\.key=value"),
         ("update.lr.x=1", r"update\.lr: expected a number"),

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from slea.errors import ConfigError
+from slea.experience.library import LibraryConfig
 from slea.policy.tiny import TinyModelSpec
 
 
@@ -167,9 +168,12 @@ class EnvConfig:
     """Extra keyword arguments for gymnasium.make."""
     games: GamesConfig = field(default_factory=GamesConfig)
     """Generated games for TextWorld."""
+    vector_mode: str = "sync"
+    """sync: envs step in this process; async: one process per env."""
 
     def __post_init__(self) -> None:
         _check(bool(self.id), "env.id", "must name a registered gymnasium environment")
+        _check(self.vector_mode in ("sync", "async"), "env.vector_mode", "must be sync or async")
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,7 @@ class PromptConfig:
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    """Per-step experience retrieval."""
+    """Per-step experience retrieval (how many per zone: library.k_strategy, library.k_warning)."""
 
     enabled: bool = True
     """False: never retrieve (plain GRPO/GiGPO prompts); the library still evolves if evolution is on."""
@@ -220,10 +224,6 @@ class RetrievalConfig:
     """W: iterations before retrieval starts."""
     min_library: int = 10
     """C_min: retrieval starts once the library holds more entries than this."""
-    k_strategy: int = 2
-    """Strategies per step."""
-    k_warning: int = 1
-    """Warnings per step."""
     budget_tokens: int = 200
     """Token budget of the experiences in the system message (policy tokenizer)."""
     in_eval: bool = True
@@ -232,9 +232,6 @@ class RetrievalConfig:
     def __post_init__(self) -> None:
         _check(self.warmup >= 0, "retrieval.warmup", "must be >= 0")
         _check(self.min_library >= 0, "retrieval.min_library", "must be >= 0")
-        _check(
-            self.k_strategy >= 0 and self.k_warning >= 0, "retrieval.k_strategy", "k must be >= 0"
-        )
         _check(self.budget_tokens >= 0, "retrieval.budget_tokens", "must be >= 0")
 
 
@@ -413,6 +410,8 @@ class TrainConfig:
     """Checkpoints."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Logging."""
+    library: LibraryConfig = field(default_factory=LibraryConfig)
+    """Experience library: capacities, rate limits, novelty, retrieval k (slea.LibraryConfig)."""
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -527,7 +526,9 @@ def _build(cls: type[T], raw: Any, prefix: str) -> T:
     }
     try:
         return cls(**kwargs)
-    except ConfigError:
+    except ConfigError as exc:
+        if prefix and not str(exc).startswith(where):  # a foreign config class: add our key path
+            raise ConfigError(f"{where}: {exc}") from None
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
