@@ -333,8 +333,9 @@ def validate_draft(
 
     Returns ``(clean_draft, None)`` when it may go to the library, else ``(None, reason)`` with a
     reason from :func:`text_problem` or ``bad_zone`` / ``bad_level`` / ``bad_score``. A
-    demonstration pair (observation, action) that is unsafe or too long is dropped from the draft
-    (the text may still pass); an observation is cut to ``rules.max_pair_chars``.
+    demonstration pair (observation, action) is kept only on ``example`` drafts and only when
+    both fields are safe; the observation is cut to ``rules.max_pair_chars``, an action longer
+    than ``rules.max_action_chars`` drops the pair (the text may still pass).
     """
     rules = rules or ValidationConfig()
     if draft.zone not in ZONES:
@@ -352,7 +353,7 @@ def validate_draft(
         return None, reason
     obs = _clean_pair_field(draft.observation, rules.max_pair_chars, cut=True)
     act = _clean_pair_field(draft.action, rules.max_action_chars, cut=False)
-    if obs is None or act is None:
+    if obs is None or act is None or draft.level != "example":
         obs = act = None
     return replace(draft, text=text, score=score, observation=obs, action=act), None
 
