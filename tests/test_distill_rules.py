@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from slea.experience.distill import Digest, Draft, validate_draft
 from slea.experience.evolve import EvolutionConfig, compress_episode
 from slea.experience.rules import FAMILIES, RuleDistiller, detect_family
@@ -53,8 +54,8 @@ def test_success_becomes_loop_erased_route_examples_linked_per_step() -> None:
     texts = [d.text for d in out.drafts]
     assert texts == [
         'In the Attic, "take coin" won the episode (reward 1) after "go east", "go north".',
-        'In the Pantry, "go north" began a route that won the episode: then "take coin" (reward 1).',
-        'In the Cellar, "go east" began a route that won the episode: then "go north", "take coin" (reward 1).',
+        'In the Pantry, "go north" then "take coin" won the episode (reward 1).',
+        'In the Cellar, "go east" then "go north", "take coin" won the episode (reward 1).',
     ]
     assert [d.cluster_ids for d in out.drafts] == [(33,), (22,), (11,)]
     assert [d.action for d in out.drafts] == ["take coin", "go north", "go east"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from slea.errors import ConfigError
 from slea.experience.distill import DistillResult, Draft
 from slea.experience.evolve import (

@@ -21,11 +21,12 @@ import math
 import statistics
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from slea.errors import ConfigError
+from slea.experience.credit import CreditReport, credit_episodes
 from slea.experience.distill import (
     LEVELS,
     ZONES,
@@ -455,11 +456,184 @@ def draft_candidates(
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# One evolution step on a library
+
+
+@dataclass(frozen=True)
+class EvolutionReport:
+    """What one evolution step did; :meth:`metrics` flattens it for the metrics log.
+
+    Attributes:
+        iteration: the evolution step (training iteration).
+        episodes: episodes in the batch.
+        eta: partition threshold used (NaN for an empty batch).
+        successes: episodes with ``reward > eta``.
+        failures: episodes with ``reward <= eta``.
+        selected: ids of the analysed episodes (successes first).
+        drafts: distilled drafts per ``zone/level``.
+        candidates: candidates sent to the library per ``zone/level``.
+        rejected: drafts rejected before the library, per reason (``too_long``, ``role_marker``,
+            ``injection``, ``copy``, ... , ``merged``, ``capped``).
+        outcomes: library decisions per outcome (``admitted``, ``duplicate``, ``rate_limited``,
+            ``below_floor``, ``invalid``).
+        admitted: admitted entries per ``zone/level``.
+        admitted_ids: ids of the admitted entries.
+        linked: (entry, cluster) links requested by admitted and duplicate candidates.
+        distiller: the distiller's counters (``llm_parse_failed``, ``llm_fallbacks``, ...).
+        credit: utility credit of the batch's retrievals (``None`` when off).
+        library_size: entries in the library after the step.
+        seconds: wall time per phase (``credit``, ``select``, ``compress``, ``distill``,
+            ``validate``, ``admit``, ``total``).
+    """
+
+    iteration: int
+    episodes: int
+    eta: float
+    successes: int
+    failures: int
+    selected: tuple[int, ...]
+    drafts: dict[str, int]
+    candidates: dict[str, int]
+    rejected: dict[str, int]
+    outcomes: dict[str, int]
+    admitted: dict[str, int]
+    admitted_ids: tuple[int, ...]
+    linked: int
+    distiller: dict[str, int]
+    credit: CreditReport | None
+    library_size: int
+    seconds: dict[str, float]
+
+    def metrics(self, prefix: str = "evolve/") -> dict[str, float]:
+        """Flat ``{name: number}``: counts, per-zone/level counts (``drafts/strategy/example``),
+        rejection reasons, outcomes, distiller counters, credit, timings (``seconds/...``)."""
+        out: dict[str, float] = {
+            f"{prefix}episodes": float(self.episodes),
+            f"{prefix}eta": float(self.eta),
+            f"{prefix}successes": float(self.successes),
+            f"{prefix}failures": float(self.failures),
+            f"{prefix}selected": float(len(self.selected)),
+            f"{prefix}linked": float(self.linked),
+            f"{prefix}library_size": float(self.library_size),
+        }
+        groups: dict[str, Mapping[str, float]] = {"drafts": self.drafts, "candidates": self.candidates, "rejected": self.rejected,
+                  "outcomes": self.outcomes, "admitted": self.admitted,
+                  "distiller": self.distiller, "seconds": self.seconds}  # fmt: skip
+        for group, values in groups.items():
+            for key, value in sorted(values.items()):
+                out[f"{prefix}{group}/{key}"] = float(value)
+        if self.credit is not None:
+            out.update(self.credit.metrics(f"{prefix}credit/"))
+        return out
+
+    def __str__(self) -> str:
+        admitted = self.outcomes.get("admitted", 0)
+        sent = sum(self.candidates.values())
+        fallbacks = self.distiller.get("llm_fallbacks", 0)
+        return (
+            f"evolution step {self.iteration}: {self.successes} successes / {self.failures} "
+            f"failures (eta {self.eta:g}), {sent} candidates, {admitted} admitted, "
+            f"{self.outcomes.get('duplicate', 0)} duplicates, {sum(self.rejected.values())} "
+            f"rejected before the library, {fallbacks} LLM fallbacks, library {self.library_size}"
+        )
+
+
+def _to_candidates(drafts: Sequence[Draft]) -> list[Any]:
+    from slea.experience.library import Candidate
+
+    return [
+        Candidate(
+            text=d.text,
+            zone=d.zone,
+            level=d.level,
+            score=d.score,
+            episode_ids=tuple(d.episode_ids),
+            cluster_ids=tuple(d.cluster_ids),
+            observation=d.observation,
+            action=d.action,
+        )
+        for d in drafts
+    ]
+
+
+def evolve_library(
+    library: Any,
+    episodes: Sequence[Episode],
+    *,
+    distiller: Distiller,
+    iteration: int,
+    config: EvolutionConfig | None = None,
+) -> EvolutionReport:
+    """Run one evolution step on ``library`` from a batch of finished episodes.
+
+    Credits the batch's retrievals (``config.credit``), drafts candidates
+    (:func:`draft_candidates`: partition by eta, top/bottom K, compress, distil, validate, cap)
+    and admits them with ``library.admit(candidates, iteration=iteration)``; the library links
+    admitted (and duplicate) entries to the candidates' cluster ids, so that cluster pools fill
+    from evolution. Never raises on odd episode text or model output; an empty batch is a no-op
+    step with an empty report.
+    """
+    config = config or EvolutionConfig()
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise ValueError(f"iteration must be an integer >= 0, got {iteration!r}")
+    episodes = list(episodes)
+    t0 = time.perf_counter()
+    credit = None
+    if config.credit:
+        eta = partition(episodes, config.eta)[0] if config.credit_success == "eta" else None
+        ok = config.credit_success == "won" or (eta is not None and math.isfinite(eta))
+        credit = (
+            credit_episodes(library, episodes, success=config.credit_success, eta=eta)
+            if ok
+            else CreditReport()
+        )
+    t1 = time.perf_counter()
+    drafting = draft_candidates(episodes, distiller=distiller, config=config)
+    t2 = time.perf_counter()
+    decisions = library.admit(_to_candidates(drafting.candidates), iteration=iteration).decisions
+    t3 = time.perf_counter()
+    outcomes: Counter[str] = Counter()
+    admitted: Counter[str] = Counter()
+    admitted_ids: list[int] = []
+    linked = 0
+    for draft, decision in zip(drafting.candidates, decisions, strict=True):
+        outcome = str(decision.outcome)
+        outcomes[outcome] += 1
+        if outcome == "admitted":
+            admitted[f"{draft.zone}/{draft.level}"] += 1
+            admitted_ids.append(int(decision.entry_id))
+        if outcome in ("admitted", "duplicate"):
+            linked += len(draft.cluster_ids)
+    seconds = {"credit": t1 - t0, **drafting.seconds, "admit": t3 - t2, "total": t3 - t0}
+    return EvolutionReport(
+        iteration=iteration,
+        episodes=len(episodes),
+        eta=drafting.eta,
+        successes=drafting.successes,
+        failures=drafting.failures,
+        selected=drafting.selected,
+        drafts=dict(drafting.drafts),
+        candidates=dict(Counter(f"{d.zone}/{d.level}" for d in drafting.candidates)),
+        rejected={k: v for k, v in drafting.rejected.items() if v},
+        outcomes=dict(outcomes),
+        admitted=dict(admitted),
+        admitted_ids=tuple(admitted_ids),
+        linked=linked,
+        distiller=dict(drafting.distiller),
+        credit=credit,
+        library_size=len(library),
+        seconds=seconds,
+    )
+
+
 __all__ = [
     "Drafting",
     "EvolutionConfig",
+    "EvolutionReport",
     "compress_episode",
     "draft_candidates",
+    "evolve_library",
     "make_distiller",
     "partition",
     "select",

@@ -9,7 +9,7 @@ Per episode (level ``example``):
 - success: the loop-erased route to the last reward event (state loops cut out, idle actions such
   as ``look`` dropped). Each of its last ``max_route`` steps becomes a strategy linked to that
   step's own cluster and carrying its (observation, action) pair, so that the cluster's pool holds
-  a worked step: *In the Bedroom, "go north" began a winning route: then "take key" (reward 1).*
+  a worked step: *In the Bedroom, "go north" then "take key" won the episode (reward 1).*
 - failure: invalid actions with the env's reply and an admissible alternative; loops, i.e. the same
   action taken again in the same situation (same cluster), with the actions that closed the cycle
   and the admissible actions never tried there; if neither is found, the untried admissible
@@ -283,8 +283,8 @@ class RuleDistiller:
             else:
                 rest = [f.steps[j].action for j in tail[pos + 1 :]]
                 text = (
-                    f"{_where(f.place(i))}{_q(s.action)} began a route that {result}: then "
-                    f"{_qs(rest)} (reward {_fmt(final.reward)})."
+                    f"{_where(f.place(i))}{_q(s.action)} then {_qs(rest)} {result} "
+                    f"(reward {_fmt(final.reward)})."
                 )
             out.append(self._draft(f, text, "example", (i,), pair=i))
         return out
