@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import slea
 from hypothesis import given
 from hypothesis import strategies as st
 from reference.gigpo_ref import gigpo_ref
 from reference.salt_ref import salt_ref
+
+import slea
 from slea.testing import assert_advantages_close, step_batch_columns
 
 MODES = ("mean_norm", "mean_std_norm")
