@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import slea
 from hypothesis import given
 from hypothesis import strategies as st
+
+import slea
 
 GOOD = {
     "group": [0, 0, 1],
