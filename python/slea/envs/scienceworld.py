@@ -69,16 +69,21 @@ class ScienceWorldEnv(TextEnv):
                 f"could not start the ScienceWorld simulator ({exc}); it needs Java 17 or newer "
                 "on PATH"
             ) from exc
+        self.gold_path = bool(gold_path)
         try:
-            self._sw.load(task_name, 0, simplifications)
+            self._sw.load(task_name, 0, simplifications, self.gold_path)
         except ValueError as exc:
             self._sw.close()
             raise ValueError(f"task_name: {exc}") from exc
         self.task_name = self._sw.taskName
         self.simplifications = simplifications
-        self.gold_path = bool(gold_path)
-        self.variations = self._variations(variations)
         self._loaded: int | None = None
+        self._set_loaded(0)
+        try:
+            self.variations = self._variations(variations)
+        except ValueError:
+            self.close()
+            raise
 
     def _variations(self, variations: str | Sequence[int]) -> list[int]:
         if isinstance(variations, str):
@@ -99,6 +104,11 @@ class ScienceWorldEnv(TextEnv):
             raise ValueError(f"variations must be non-empty indices in [0, {n}), bad: {bad}")
         return out
 
+    def _set_loaded(self, variation: int) -> None:
+        self._loaded = variation
+        gold = self._sw.get_gold_action_sequence() if self.gold_path else None
+        self.walkthrough = list(gold) if gold and not gold[0].startswith("ERROR") else None
+
     @property
     def num_tasks(self) -> int:
         return len(self.variations)
@@ -107,9 +117,7 @@ class ScienceWorldEnv(TextEnv):
         variation = self.variations[task_id]
         if self._loaded != variation:
             self._sw.load(self.task_name, variation, self.simplifications, self.gold_path)
-            self._loaded = variation
-            gold = self._sw.get_gold_action_sequence() if self.gold_path else None
-            self.walkthrough = list(gold) if gold and not gold[0].startswith("ERROR") else None
+            self._set_loaded(variation)
         obs, info = self._sw.reset()
         self.task_id = task_id
         desc = str(info["taskDesc"]).strip()

@@ -620,8 +620,8 @@ def make_vec(
         raise EnvError(f"env_id {env_id!r} is not registered; slea's envs: {known}")
     preload: list[str] = []
     entry = ENVS.get(env_id)
-    if entry is not None:
-        preload = [entry.entry_point.split(":")[0]]
+    if entry is not None:  # the forkserver imports these once; workers fork ready to go
+        preload = [entry.entry_point.split(":")[0], *entry.requires]
     factory = EnvFactory(env_id, kwargs)
     return SleaVectorEnv(
         [factory] * num_envs,
