@@ -133,6 +133,30 @@ def test_data_dir_may_point_at_json_folder(tmp_path: Path) -> None:
         find_games(tmp_path, "valid_seen")
 
 
+def test_resets_reuse_the_translation_and_keep_sys_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import fast_downward
+
+    calls = []
+    original = fast_downward.pddl2sas
+    monkeypatch.setattr(
+        fast_downward, "pddl2sas", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    monkeypatch.setattr(sys, "argv", ["my-program", "--flag"])
+    from slea.envs import alfworld
+
+    alfworld._TRANSLATIONS.clear()
+    env = ALFWorldEnv(ALFWORLD_DATA, split="valid_seen")
+    first = env.reset(options={"task_id": 0})
+    n = len(calls)
+    assert n > 0
+    for _ in range(3):
+        assert env.reset(options={"task_id": 0}) == first  # same episode start, no translation
+    assert len(calls) == n
+    assert sys.argv == ["my-program", "--flag"]  # the PDDL translator rewrites it; we restore it
+
+
 def test_demangle_matches_alfworld_numbering() -> None:
     ids = [
         "apple_bar__plus_00_dot_21_bar__plus_00_dot_40",

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -228,6 +230,42 @@ def state_key_from_facts(facts: Iterable[Any], names: Mapping[str, str]) -> str:
     )
 
 
+_TRANSLATIONS: OrderedDict[tuple[str, str, bool, bool], Any] = OrderedDict()
+_TRANSLATIONS_MAX = 64
+
+
+@contextmanager
+def _pddl_calls() -> Iterator[None]:
+    """Around textworld's PddlEnv.load/reset: memoise the PDDL->SAS translation and keep sys.argv.
+
+    textworld translates the game's PDDL at every reset (most of a reset's time); the result
+    only depends on the domain and problem text, so it is cached per process (64 games). The
+    translator also overwrites ``sys.argv``, which is put back afterwards.
+    """
+    import fast_downward
+
+    original = fast_downward.pddl2sas
+    argv = list(sys.argv)
+
+    def cached(domain: str, problem: str, verbose: bool = False, optimize: bool = False) -> Any:
+        key = (domain, problem, bool(verbose), bool(optimize))
+        hit = _TRANSLATIONS.get(key)
+        if hit is None:
+            hit = _TRANSLATIONS[key] = original(domain, problem, verbose=verbose, optimize=optimize)
+            while len(_TRANSLATIONS) > _TRANSLATIONS_MAX:
+                _TRANSLATIONS.popitem(last=False)
+        else:
+            _TRANSLATIONS.move_to_end(key)
+        return hit
+
+    fast_downward.pddl2sas = cached
+    try:
+        yield
+    finally:
+        fast_downward.pddl2sas = original
+        sys.argv[:] = argv
+
+
 def _task_type_of(game: Path) -> str:
     traj = game.parent / "traj_data.json"
     try:
@@ -308,7 +346,8 @@ class ALFWorldEnv(TextEnv):
             raise FileNotFoundError(f"options['game']: no such game file: {game}")
         self._load(game)
         self.task_id = task_id
-        state = self._env.reset()
+        with _pddl_calls():
+            state = self._env.reset()
         text = str(state["feedback"]).replace(_WELCOME, "").strip()
         self.task = ""
         for line in text.splitlines():
@@ -346,7 +385,8 @@ class ALFWorldEnv(TextEnv):
             self._env = PddlEnv(self._tw_module.EnvInfos(admissible_commands=True, won=True))
         with open(game) as f:
             data = json.load(f)
-        self._env.load(data)
+        with _pddl_calls():
+            self._env.load(data)
         # Demangle the display names (textworld's PddlEnv shows raw PDDL ids).
         infos = self._env._entity_infos
         self._names = demangle_names(infos)

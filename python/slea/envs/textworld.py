@@ -299,15 +299,17 @@ def state_key_from_facts(facts: Iterable[Any], names: Mapping[str, str]) -> str:
     contents: dict[str, list[str]] = defaultdict(list)
     states: dict[str, list[str]] = defaultdict(list)
     for fact in facts:
-        args = [v.name for v in fact.arguments]
-        if fact.name == "at" and args[0] == "P":
-            room = args[1]
-        elif fact.name in _HOLDERS and len(args) == 2:
-            contents[args[1]].append(args[0])
-        elif fact.name == "link" and len(args) == 3:
-            contents[args[0]].append(args[1])
-        elif len(args) == 1:
-            states[args[0]].append(fact.name)
+        name, arguments = fact.name, fact.arguments
+        if len(arguments) == 1:
+            states[arguments[0].name].append(name)
+        elif name in _HOLDERS and len(arguments) == 2:
+            thing, holder = arguments[0].name, arguments[1].name
+            if thing == "P":
+                room = holder
+            else:
+                contents[holder].append(thing)
+        elif name == "link" and len(arguments) == 3:
+            contents[arguments[0].name].append(arguments[1].name)
 
     def walk(root: str) -> list[str]:
         seen: list[str] = []
