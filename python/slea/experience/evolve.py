@@ -527,6 +527,10 @@ class EvolutionReport:
             out.update(self.credit.metrics(f"{prefix}credit/"))
         return out
 
+    def to_dict(self) -> dict[str, float]:
+        """:meth:`metrics` without prefix (flat, JSON-ready), for loggers that call ``to_dict``."""
+        return self.metrics(prefix="")
+
     def __str__(self) -> str:
         admitted = self.outcomes.get("admitted", 0)
         sent = sum(self.candidates.values())
@@ -537,6 +541,9 @@ class EvolutionReport:
             f"{self.outcomes.get('duplicate', 0)} duplicates, {sum(self.rejected.values())} "
             f"rejected before the library, {fallbacks} LLM fallbacks, library {self.library_size}"
         )
+
+
+OUTCOMES = ("admitted", "duplicate", "rate_limited", "below_floor", "invalid")
 
 
 def _to_candidates(drafts: Sequence[Draft]) -> list[Any]:
@@ -593,7 +600,7 @@ def evolve_library(
     t2 = time.perf_counter()
     decisions = library.admit(_to_candidates(drafting.candidates), iteration=iteration).decisions
     t3 = time.perf_counter()
-    outcomes: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter(dict.fromkeys(OUTCOMES, 0))
     admitted: Counter[str] = Counter()
     admitted_ids: list[int] = []
     linked = 0
