@@ -517,9 +517,15 @@ class EvolutionReport:
             f"{prefix}linked": float(self.linked),
             f"{prefix}library_size": float(self.library_size),
         }
-        groups: dict[str, Mapping[str, float]] = {"drafts": self.drafts, "candidates": self.candidates, "rejected": self.rejected,
-                  "outcomes": self.outcomes, "admitted": self.admitted,
-                  "distiller": self.distiller, "seconds": self.seconds}  # fmt: skip
+        groups: dict[str, Mapping[str, float]] = {
+            "drafts": self.drafts,
+            "candidates": self.candidates,
+            "rejected": self.rejected,
+            "outcomes": self.outcomes,
+            "admitted": self.admitted,
+            "distiller": self.distiller,
+            "seconds": self.seconds,
+        }
         for group, values in groups.items():
             for key, value in sorted(values.items()):
                 out[f"{prefix}{group}/{key}"] = float(value)

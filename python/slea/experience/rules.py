@@ -154,7 +154,7 @@ def _verb(action: str) -> str:
 # Per-episode facts
 
 
-@dataclass
+@dataclass(eq=False)
 class _Facts:
     """What the templates read from one episode."""
 
@@ -254,7 +254,8 @@ class RuleDistiller:
         wins = [f for f in facts if f.digest.zone == "strategy"]
         losses = [f for f in facts if f.digest.zone == "warning"]
         for f in facts:
-            drafts = self._route_examples(f) if f in wins else self._failure_examples(f)
+            win = f.digest.zone == "strategy"
+            drafts = self._route_examples(f) if win else self._failure_examples(f)
             result.drafts.extend(drafts)
         result.drafts.extend(self._win_patterns(wins))
         result.drafts.extend(self._loss_patterns(losses))
