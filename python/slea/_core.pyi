@@ -143,7 +143,6 @@ HASHING_MAX_DIM: int
 def hashing_embed(texts: list[str], dim: int) -> npt.NDArray[np.float32]: ...
 def hashing_fingerprint(dim: int) -> str: ...
 
-
 # --- library.rs -------------------------------------------------------------------------------
 
 LIBRARY_SCHEMA_VERSION: int
