@@ -263,6 +263,7 @@ def main(argv: list[str]) -> int:
     single: list[dict[str, Any]] = []
     vector: list[dict[str, Any]] = []
     import gymnasium
+
     import slea.envs
 
     slea.envs.register_envs()
