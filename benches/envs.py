@@ -8,7 +8,9 @@ at ``--horizon`` steps, cycling through the tasks) is played
 * on slea's env through ``gymnasium.make`` (TimeLimit, order and passive checkers included),
 
 alternating the two ``--repeat`` times; the best time of each gives the per-step cost and the
-wrapper overhead ``slea / raw - 1``. Sokoban has no third-party package: its "raw" row is slea's
+overhead ``slea / raw - 1`` (both sides include resets and game switches). "wrapper share" is
+measured inside slea's own run: the part of ``env.step`` time spent outside the raw package's
+``step`` (the cost of the wrapper alone, free of run-to-run noise). Sokoban has no third-party package: its "raw" row is slea's
 own move function and grid renderer, so its overhead is the whole gymnasium wrapper. Then a
 vector of ``--vector`` envs (``make_vec``, async processes and sync) is stepped in lock-step.
 Steps per second include the resets. Results go to benches/out/envs.json.
@@ -36,15 +38,40 @@ def _random_policy(seed: int) -> Callable[[list[str]], str]:
 
 
 # -- one runner per (env, side): returns seconds for `steps` env steps ----------------------------
-def _run_slea(make: Callable[[], Any], n_tasks: int, steps: int, horizon: int) -> float:
+def _run_slea(
+    make: Callable[[], Any],
+    n_tasks: int,
+    steps: int,
+    horizon: int,
+    inner: str | None = None,
+) -> tuple[float, float | None]:
+    """Seconds for ``steps`` steps of slea's env, and the share of ``env.step`` time spent
+    outside the raw package's own step (``env.unwrapped.<inner>.step``), when ``inner`` is set."""
     env = make()
     pick = _random_policy(0)
     task = 0
     _, info = env.reset(options={"task_id": 0})
+    inner_t = [0.0]
+    if inner is not None:
+        obj = getattr(env.unwrapped, inner)
+        raw_step = obj.step
+
+        def timed(*a: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return raw_step(*a)
+            finally:
+                inner_t[0] += time.perf_counter() - t
+
+        obj.step = timed
+    step_t = 0.0
     t0 = time.perf_counter()
     done_steps, ep = 0, 0
     while done_steps < steps:
-        _, _, terminated, truncated, info = env.step(pick(info["admissible_actions"]))
+        action = pick(info["admissible_actions"])
+        ts = time.perf_counter()
+        _, _, terminated, truncated, info = env.step(action)
+        step_t += time.perf_counter() - ts
         done_steps += 1
         ep += 1
         if terminated or truncated or ep >= horizon:
@@ -52,8 +79,10 @@ def _run_slea(make: Callable[[], Any], n_tasks: int, steps: int, horizon: int) -
             _, info = env.reset(options={"task_id": task})
             ep = 0
     elapsed = time.perf_counter() - t0
+    if inner is not None:
+        del obj.step
     env.close()
-    return elapsed
+    return elapsed, (1 - inner_t[0] / step_t if inner is not None else None)
 
 
 def _textworld_raw(games: list[Path], description: bool) -> Callable[[int, int], float]:
@@ -116,15 +145,9 @@ def _alfworld_raw(games: list[Path]) -> Callable[[int, int], float]:
     return run
 
 
-def _scienceworld_raw(variations: list[int]) -> Callable[[int, int], float]:
-    holder: dict[str, Any] = {}
-
+def _scienceworld_raw(variations: list[int], ours: Any) -> Callable[[int, int], float]:
     def run(steps: int, horizon: int) -> float:
-        from scienceworld import ScienceWorldEnv
-
-        env = holder.get("env")
-        if env is None:
-            env = holder["env"] = ScienceWorldEnv("", envStepLimit=1 << 30)
+        env = ours._sw  # scienceworld.ScienceWorldEnv: the raw package object
         pick = _random_policy(0)
         task = 0
         env.load("find-non-living-thing", variations[0], "", True)
@@ -142,7 +165,6 @@ def _scienceworld_raw(variations: list[int]) -> Callable[[int, int], float]:
                 ep = 0
         return time.perf_counter() - t0
 
-    run.close = lambda: holder.get("env") and holder["env"].close()  # type: ignore[attr-defined]
     return run
 
 
@@ -220,16 +242,19 @@ def _vector_rate(env_id: str, n: int, mode: str, steps: int, horizon: int, **kwa
 def _compare(
     name: str,
     raw: Callable[[int, int], float],
-    ours: Callable[[int, int], float],
+    ours: Callable[[int, int], tuple[float, float | None]],
     steps: int,
     horizon: int,
     repeat: int,
     note: str = "",
 ) -> dict[str, Any]:
-    raw_t, our_t = [], []
+    raw_t, our_t, shares = [], [], []
     for _ in range(repeat):  # alternate so that load changes hit both sides alike
         raw_t.append(raw(steps, horizon))
-        our_t.append(ours(steps, horizon))
+        elapsed, share = ours(steps, horizon)
+        our_t.append(elapsed)
+        if share is not None:
+            shares.append(share)
     best_raw, best_ours = min(raw_t), min(our_t)
     paired = sorted(o / r for o, r in zip(our_t, raw_t, strict=True))
     row = {
@@ -238,6 +263,7 @@ def _compare(
         "slea steps/s": steps / best_ours,
         "overhead": f"{best_ours / best_raw - 1:+.1%}",
         "median paired": f"{paired[len(paired) // 2] - 1:+.1%}",
+        "wrapper share": f"{sorted(shares)[len(shares) // 2]:.1%}" if shares else "n/a",
         "ms/step raw": 1e3 * best_raw / steps,
         "ms/step slea": 1e3 * best_ours / steps,
         "note": note,
@@ -277,7 +303,7 @@ def main(argv: list[str]) -> int:
         for desc in (False, True):
             label = "TextWorld cc3" + (" +description" if desc else "")
 
-            def ours(s: int, h: int, desc: bool = desc) -> float:
+            def ours(s: int, h: int, desc: bool = desc) -> tuple[float, float | None]:
                 return _run_slea(
                     lambda: gymnasium.make(
                         "slea/TextWorld-v0", games=games, include_description=desc
@@ -285,6 +311,7 @@ def main(argv: list[str]) -> int:
                     len(games),
                     s,
                     h,
+                    inner="_tw",
                 )
 
             note = (
@@ -311,9 +338,13 @@ def main(argv: list[str]) -> int:
         games = find_games(ALFWORLD_DATA, "train")
         steps = int(300 * scale)
 
-        def alf(s: int, h: int) -> float:
+        def alf(s: int, h: int) -> tuple[float, float | None]:
             return _run_slea(
-                lambda: gymnasium.make("slea/ALFWorld-v0", games=games), len(games), s, h
+                lambda: gymnasium.make("slea/ALFWorld-v0", games=games),
+                len(games),
+                s,
+                h,
+                inner="_env",
             )
 
         single.append(
@@ -336,16 +367,14 @@ def main(argv: list[str]) -> int:
     if "scienceworld" in only:
         variations = [0, 1, 2]
         steps = int(80 * scale)
-        raw = _scienceworld_raw(variations)
-        sw_env: dict[str, Any] = {}
+        sw_env = gymnasium.make(
+            "slea/ScienceWorld-v0", task_name="find-non-living-thing", variations=variations
+        )
+        raw = _scienceworld_raw(variations, sw_env.unwrapped)  # the same JVM on both sides
 
-        def sw(s: int, h: int) -> float:
-            if "env" not in sw_env:
-                sw_env["env"] = gymnasium.make(
-                    "slea/ScienceWorld-v0", task_name="find-non-living-thing", variations=variations
-                )
-            env = sw_env["env"]
-            return _run_slea(lambda: _NoClose(env), len(variations), s, h)
+        def sw(s: int, h: int) -> tuple[float, float | None]:
+            sw_env.unwrapped._loaded = None  # the raw side loaded other variations
+            return _run_slea(lambda: _NoClose(sw_env), len(variations), s, h, inner="_sw")
 
         single.append(
             _compare(
@@ -358,8 +387,7 @@ def main(argv: list[str]) -> int:
                 "JVM start excluded; variations 0-2",
             )
         )
-        raw.close()  # type: ignore[attr-defined]
-        sw_env["env"].close()
+        sw_env.close()
         r = _vector_rate(
             "slea/ScienceWorld-v0",
             args.vector,
@@ -375,7 +403,7 @@ def main(argv: list[str]) -> int:
     if "sokoban" in only:
         steps = int(20000 * scale)
 
-        def sok(s: int, h: int) -> float:
+        def sok(s: int, h: int) -> tuple[float, float | None]:
             return _run_slea(lambda: gymnasium.make("slea/Sokoban-v0", num_levels=50), 50, s, h)
 
         single.append(
@@ -401,7 +429,15 @@ def main(argv: list[str]) -> int:
             vector.append({"env": "Sokoban 7x7", "mode": mode, "n": args.vector, **r})
             print(f"  Sokoban vector {mode}: {r['steps_per_s']:.1f} steps/s")
 
-    cols = ["env", "raw steps/s", "slea steps/s", "overhead", "median paired", "note"]
+    cols = [
+        "env",
+        "raw steps/s",
+        "slea steps/s",
+        "overhead",
+        "median paired",
+        "wrapper share",
+        "note",
+    ]
     print()
     print(table(single, cols))
     print()

@@ -185,17 +185,27 @@ def test_ids_registered_and_make_works() -> None:
     assert "#" in obs and "$" in obs
 
 
-def test_import_slea_stays_light_and_registers_when_gymnasium_arrives() -> None:
+@pytest.mark.parametrize("first", ["slea", "gymnasium"])
+def test_ids_registered_whichever_is_imported_first(first: str) -> None:
+    second = "gymnasium" if first == "slea" else "slea"
     code = (
-        "import sys, slea\n"
-        "heavy = [m for m in ('gymnasium', 'textworld', 'scienceworld', 'torch') if m in sys.modules]\n"
+        f"import sys, {first}\n"
+        "heavy = [m for m in ('textworld', 'scienceworld', 'fast_downward', 'torch') "
+        "if m in sys.modules]\n"
         "assert heavy == [], heavy\n"
-        "import gymnasium\n"
+        f"import {second}, gymnasium\n"
         "env = gymnasium.make('slea/Sokoban-v0')\n"
         "print(sorted(k for k in gymnasium.registry if k.startswith('slea/')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(sorted(ENVS)), out.stderr
+
+
+def test_import_slea_does_not_import_gymnasium() -> None:
+    """Registration waits for gymnasium's import (an import hook) instead of forcing it."""
+    code = "import sys, slea; print('gymnasium' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "something in `import slea` now imports gymnasium"
 
 
 def test_cli_envs_list(capsys: pytest.CaptureFixture[str]) -> None:

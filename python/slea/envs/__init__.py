@@ -156,4 +156,28 @@ def make_vec(env_id: str, num_envs: int, **kwargs: Any) -> SleaVectorEnv:
     return _make_vec(env_id, num_envs, **kwargs)
 
 
-__all__ = ["ENVS", "EnvEntry", "make_vec", "missing_requirements", "register_envs"]
+# Names re-exported lazily (their modules import gymnasium / numpy on first use).
+_LAZY = {
+    "SleaVectorEnv": "slea.envs.vector",
+    "unbatch_infos": "slea.envs.vector",
+    "TextEnv": "slea.envs.base",
+    "TextSpace": "slea.envs.base",
+    "TextWorldEnv": "slea.envs.textworld",
+    "make_games": "slea.envs.textworld",
+    "make_splits": "slea.envs.textworld",
+    "ALFWorldEnv": "slea.envs.alfworld",
+    "ScienceWorldEnv": "slea.envs.scienceworld",
+    "SokobanEnv": "slea.envs.sokoban",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'slea.envs' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["ENVS", "EnvEntry", "make_vec", "missing_requirements", "register_envs", *sorted(_LAZY)]

@@ -23,6 +23,7 @@ import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from slea.envs.base import TextEnv, Transition
@@ -74,23 +75,25 @@ class Level:
     player: tuple[int, int]
     solution: tuple[str, ...] = ()
 
+    @cached_property
+    def _background(self) -> tuple[tuple[str, ...], ...]:
+        """Walls, targets and floor, one tuple of characters per row."""
+        return tuple(
+            tuple(
+                "#" if (r, c) in self.walls else "." if (r, c) in self.targets else " "
+                for c in range(self.width)
+            )
+            for r in range(self.height)
+        )
+
     def render(self, boxes: frozenset[tuple[int, int]], player: tuple[int, int]) -> str:
         """The grid as text, one line per row."""
-        rows = []
-        for r in range(self.height):
-            line = []
-            for c in range(self.width):
-                p = (r, c)
-                if p in self.walls:
-                    line.append("#")
-                elif p == player:
-                    line.append("+" if p in self.targets else "@")
-                elif p in boxes:
-                    line.append("*" if p in self.targets else "$")
-                else:
-                    line.append("." if p in self.targets else " ")
-            rows.append("".join(line))
-        return "\n".join(rows)
+        grid = [list(row) for row in self._background]
+        for r, c in boxes:
+            grid[r][c] = "*" if grid[r][c] == "." else "$"
+        r, c = player
+        grid[r][c] = "+" if grid[r][c] == "." else "@"
+        return "\n".join(map("".join, grid))
 
     @classmethod
     def parse(cls, text: str) -> Level:
@@ -289,6 +292,18 @@ def _reverse_search(
     return start[1], start[0], tuple(solution)
 
 
+_FEEDBACK = {
+    outcome: {d: text.format(d=d) for d in DIRECTIONS}
+    for outcome, text in (
+        ("moved", "You move {d}."),
+        ("pushed", "You push the box {d}."),
+        ("wall", "You can't move {d}: a wall is in the way."),
+        ("blocked", "The box won't move {d}: something is behind it."),
+    )
+}
+_NO_MOVE = ("wall", "blocked")
+
+
 # ---------------------------------------------------------------------------------------------
 # the env
 # ---------------------------------------------------------------------------------------------
@@ -384,13 +399,7 @@ class SokobanEnv(TextEnv):
                 invalid=True,
             )
         self._boxes, self._player, outcome = move(self.level, self._boxes, self._player, direction)
-        feedback = {
-            "moved": f"You move {direction}.",
-            "pushed": f"You push the box {direction}.",
-            "wall": f"You can't move {direction}: a wall is in the way.",
-            "blocked": f"The box won't move {direction}: something is behind it.",
-        }[outcome]
-        return self._transition(feedback, invalid=outcome in ("wall", "blocked"))
+        return self._transition(_FEEDBACK[outcome][direction], invalid=outcome in _NO_MOVE)
 
     def _transition(self, feedback: str, *, invalid: bool) -> Transition:
         assert self.level is not None

@@ -507,7 +507,12 @@ class TextWorldEnv(TextEnv):
         """Output of ``command`` without changing the game (save, run, restore), cached by key."""
         text = cache.get(key)
         if text is None:
-            jericho = self._tw.unwrapped._jericho
+            jericho = getattr(self._tw.unwrapped, "_jericho", None)
+            if jericho is None:  # pragma: no cover - another textworld backend
+                raise EnvError(
+                    "include_description/include_inventory need textworld's Jericho backend "
+                    "(textworld 1.7, .z8 games); pass include_description=False"
+                )
             saved = jericho.get_state()
             try:
                 raw = jericho.step(command)[0]
