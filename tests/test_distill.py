@@ -333,32 +333,11 @@ def test_chat_is_bounded_for_huge_episodes() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_lm() -> tuple[object, object]:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import tiny_lm as builder
 
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    corpus = [toyworld.describe(r, {"north": "x", "east": "y"}, True) for r in toyworld.ROOMS]
-    corpus += [(OUTPUTS / "valid.txt").read_text()] * 3
-    tk.train_from_iterator(
-        corpus,
-        trainers.BpeTrainer(
-            vocab_size=320, special_tokens=["<pad>", "<eos>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-        ),
-    )  # fmt: skip
-    tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>"
-    )
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
-    )  # fmt: skip
-    model = transformers.LlamaForCausalLM(config)
+    model, tok = builder.build()
     model.train()  # as a policy would be during training: the generator must restore this
     return model, tok
 

@@ -53,9 +53,9 @@ def test_success_becomes_loop_erased_route_examples_linked_per_step() -> None:
     out = RuleDistiller().distill([digest(winning(1))])
     texts = [d.text for d in out.drafts]
     assert texts == [
-        'In the Attic, "take coin" won the episode (reward 1) after "go east", "go north".',
-        'In the Pantry, "go north" then "take coin" won the episode (reward 1).',
-        'In the Cellar, "go east" then "go north", "take coin" won the episode (reward 1).',
+        'Attic: "take coin" won (reward 1) after "go east", "go north".',
+        'Pantry: "go north", then "take coin", won (reward 1).',
+        'Cellar: "go east", then "go north", "take coin", won (reward 1).',
     ]
     assert [d.cluster_ids for d in out.drafts] == [(33,), (22,), (11,)]
     assert [d.action for d in out.drafts] == ["take coin", "go north", "go east"]
@@ -65,7 +65,7 @@ def test_success_becomes_loop_erased_route_examples_linked_per_step() -> None:
         for d in out.drafts
     )
     assert RuleDistiller(max_route=1).distill([digest(winning(1))]).drafts[0].text == (
-        'In the Attic, "take coin" won the episode (reward 1).'
+        'Attic: "take coin" won (reward 1).'
     )
 
 
@@ -78,8 +78,8 @@ def test_invalid_actions_become_warnings_with_the_reply_and_an_alternative() -> 
     ))  # fmt: skip
     drafts = RuleDistiller().distill([digest(ep)]).drafts
     assert drafts[0].text == (
-        'In the Cellar, "open coin" was rejected 2 times (reply: "You can\'t see any such thing."); '
-        'admissible there: "go east", "go north".'
+        'Cellar: "open coin" was rejected 2 times ("You can\'t see any such thing."); '
+        'try "go east" or "go north".'
     )
     assert (drafts[0].zone, drafts[0].level, drafts[0].action) == (
         "warning",
@@ -94,14 +94,15 @@ def test_repeats_and_cycles_become_warnings_with_untried_actions() -> None:
     )
     (d,) = RuleDistiller().distill([digest(repeat)]).drafts
     assert d.text == (
-        'In the Cellar, "inventory" was repeated in the same situation (3 times) without reward; '
+        'Cellar: "inventory" repeated 3 times in the same situation, no reward; '
         'untried there: "go east", "go north".'
     )
     cycle = episode(4, [step("Cellar", "go east"), step("Pantry", "go west"), step("Cellar", "go east"),
                         step("Pantry", "look")], won=False)  # fmt: skip
     (d,) = RuleDistiller().distill([digest(cycle)]).drafts
-    assert d.text.startswith(
-        'In the Cellar, "go east" came back to the same situation after "go east", "go west"'
+    assert d.text == (
+        'Cellar: "go east" taken again after "go east", "go west" led back to the same situation, '
+        'no reward; untried there: "go north", "go west".'
     )
     assert d.cluster_ids == (11,) and d.action == "go east"
 
@@ -110,7 +111,7 @@ def test_failure_without_loops_names_untried_actions() -> None:
     ep = episode(5, [step("Cellar", "go east"), step("Pantry", "look")], won=False)
     (d,) = RuleDistiller().distill([digest(ep)]).drafts
     assert d.text == (
-        'No reward in 2 steps (most used: "go east", 1 times); admissible actions never tried: '
+        'No reward in 2 steps (most used: "go east", 1 times); never tried: '
         '"go north", "go west", "inventory".'
     )
 

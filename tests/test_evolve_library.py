@@ -112,7 +112,7 @@ def test_empty_and_one_sided_batches() -> None:
     lib = slea.ExperienceLibrary(slea.LibraryConfig())
     version = lib.version
     report = evolve_library(lib, [], distiller=RuleDistiller(), iteration=0, config=CONFIG)
-    assert report.episodes == 0 and math.isnan(report.eta) and report.outcomes == {}
+    assert report.episodes == 0 and math.isnan(report.eta) and not any(report.outcomes.values())
     assert lib.version == version and len(lib) == 0
     losses = [toyworld.play(i, i, i, skill=0.0) for i in range(8)]
     report = evolve(lib, 1, episodes=losses)
@@ -244,3 +244,23 @@ def test_cluster_hits_dominate_fallbacks_after_warm_up() -> None:
     hits = after["hits"] - before["hits"]
     fallbacks = after["fallbacks"] - before["fallbacks"]
     assert hits > 2 * fallbacks, (hits, fallbacks)
+
+
+def test_tiny_model_llm_distiller_on_the_library_falls_back_cleanly() -> None:
+    pytest.importorskip("torch")
+    import tiny_lm
+
+    model, tok = tiny_lm.build(seed=1)
+    config = EvolutionConfig(eta=0.5, llm_max_new_tokens=32, llm_batch_size=5)
+    from slea.experience.evolve import make_distiller
+
+    distiller = make_distiller(config, model=model, tokenizer=tok)
+    lib = slea.ExperienceLibrary(slea.LibraryConfig())
+    report = evolve_library(lib, train_batch(0), distiller=distiller, iteration=0, config=config)
+    d = report.distiller
+    assert d["llm_parse_ok"] + d["llm_parse_repaired"] + d["llm_parse_failed"] == 10
+    assert d["llm_fallbacks"] >= 9 and d["rule_drafts"] > 0
+    assert report.outcomes.get("admitted", 0) > 0 and len(lib) > 0
+    for e in lib.entries():
+        assert not _UNSAFE.search(e.text)
+    assert report.to_dict()["distiller/llm_fallbacks"] == d["llm_fallbacks"]

@@ -516,6 +516,19 @@ class HFGenerator:
         return [str(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
 
 
+LLM_COUNTERS = (
+    "llm_parse_ok",
+    "llm_parse_repaired",
+    "llm_parse_failed",
+    "llm_items",
+    "llm_items_rejected",
+    "llm_items_dropped",
+    "llm_fallbacks",
+    "llm_errors",
+)
+"""Counters an :class:`LLMDistiller` always reports (zeros included)."""
+
+
 class LLMDistiller:
     """Lessons written by a language model, with a rule-distiller fallback per episode.
 
@@ -572,6 +585,7 @@ class LLMDistiller:
     def distill(self, digests: Sequence[Digest]) -> DistillResult:
         """Drafts for ``digests``; see the class docstring."""
         result = DistillResult()
+        result.counts.update(dict.fromkeys(LLM_COUNTERS, 0))  # same keys every step
         if not digests:
             return result
         try:

@@ -517,15 +517,25 @@ class EvolutionReport:
             f"{prefix}linked": float(self.linked),
             f"{prefix}library_size": float(self.library_size),
         }
-        groups: dict[str, Mapping[str, float]] = {"drafts": self.drafts, "candidates": self.candidates, "rejected": self.rejected,
-                  "outcomes": self.outcomes, "admitted": self.admitted,
-                  "distiller": self.distiller, "seconds": self.seconds}  # fmt: skip
+        groups: dict[str, Mapping[str, float]] = {
+            "drafts": self.drafts,
+            "candidates": self.candidates,
+            "rejected": self.rejected,
+            "outcomes": self.outcomes,
+            "admitted": self.admitted,
+            "distiller": self.distiller,
+            "seconds": self.seconds,
+        }
         for group, values in groups.items():
             for key, value in sorted(values.items()):
                 out[f"{prefix}{group}/{key}"] = float(value)
         if self.credit is not None:
             out.update(self.credit.metrics(f"{prefix}credit/"))
         return out
+
+    def to_dict(self) -> dict[str, float]:
+        """:meth:`metrics` without prefix (flat, JSON-ready), for loggers that call ``to_dict``."""
+        return self.metrics(prefix="")
 
     def __str__(self) -> str:
         admitted = self.outcomes.get("admitted", 0)
@@ -537,6 +547,9 @@ class EvolutionReport:
             f"{self.outcomes.get('duplicate', 0)} duplicates, {sum(self.rejected.values())} "
             f"rejected before the library, {fallbacks} LLM fallbacks, library {self.library_size}"
         )
+
+
+OUTCOMES = ("admitted", "duplicate", "rate_limited", "below_floor", "invalid")
 
 
 def _to_candidates(drafts: Sequence[Draft]) -> list[Any]:
@@ -593,7 +606,7 @@ def evolve_library(
     t2 = time.perf_counter()
     decisions = library.admit(_to_candidates(drafting.candidates), iteration=iteration).decisions
     t3 = time.perf_counter()
-    outcomes: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter(dict.fromkeys(OUTCOMES, 0))
     admitted: Counter[str] = Counter()
     admitted_ids: list[int] = []
     linked = 0

@@ -9,7 +9,7 @@ Per episode (level ``example``):
 - success: the loop-erased route to the last reward event (state loops cut out, idle actions such
   as ``look`` dropped). Each of its last ``max_route`` steps becomes a strategy linked to that
   step's own cluster and carrying its (observation, action) pair, so that the cluster's pool holds
-  a worked step: *In the Bedroom, "go north" then "take key" won the episode (reward 1).*
+  a worked step: *Bedroom: "go north", then "take key", won (reward 1).*
 - failure: invalid actions with the env's reply and an admissible alternative; loops, i.e. the same
   action taken again in the same situation (same cluster), with the actions that closed the cycle
   and the admissible actions never tried there; if neither is found, the untried admissible
@@ -127,7 +127,9 @@ def _qs(actions: Sequence[str], limit: int = 3) -> str:
 
 
 def _where(place: str) -> str:
-    return f"In the {place}, " if place else ""
+    """Sentence prefix naming the place: room first and short, so that lessons about different
+    places stay apart under the library's novelty check (and cost few prompt tokens)."""
+    return f"{place}: " if place else ""
 
 
 def _norm(action: str) -> str:
@@ -154,7 +156,7 @@ def _verb(action: str) -> str:
 # Per-episode facts
 
 
-@dataclass
+@dataclass(eq=False)
 class _Facts:
     """What the templates read from one episode."""
 
@@ -254,7 +256,8 @@ class RuleDistiller:
         wins = [f for f in facts if f.digest.zone == "strategy"]
         losses = [f for f in facts if f.digest.zone == "warning"]
         for f in facts:
-            drafts = self._route_examples(f) if f in wins else self._failure_examples(f)
+            win = f.digest.zone == "strategy"
+            drafts = self._route_examples(f) if win else self._failure_examples(f)
             result.drafts.extend(drafts)
         result.drafts.extend(self._win_patterns(wins))
         result.drafts.extend(self._loss_patterns(losses))
@@ -270,7 +273,7 @@ class RuleDistiller:
         end = f.route[-1]
         final = f.steps[end]
         won = f.digest.episode.won and end == f.rewarded[-1]
-        result = "won the episode" if won else "earned a reward"
+        result = "won" if won else "earned a reward"
         out: list[Draft] = []
         tail = f.route[-self.max_route :]
         for pos in range(len(tail) - 1, -1, -1):  # the rewarded step first
@@ -283,7 +286,7 @@ class RuleDistiller:
             else:
                 rest = [f.steps[j].action for j in tail[pos + 1 :]]
                 text = (
-                    f"{_where(f.place(i))}{_q(s.action)} then {_qs(rest)} {result} "
+                    f"{_where(f.place(i))}{_q(s.action)}, then {_qs(rest)}, {result} "
                     f"(reward {_fmt(final.reward)})."
                 )
             out.append(self._draft(f, text, "example", (i,), pair=i))
@@ -296,9 +299,9 @@ class RuleDistiller:
         for action, idx in _group_by_action(f, f.invalid).items():
             i = idx[0]
             nxt = f.steps[i + 1].observation if i + 1 < len(f.steps) else ""
-            reply = f' (reply: "{_first_sentence(nxt)}")' if nxt else ""
+            reply = f' ("{_first_sentence(nxt)}")' if nxt else ""
             alts = [a for a in f.steps[i].admissible if _norm(a) != action]
-            hint = f"; admissible there: {_qs(alts, 2)}" if alts else ""
+            hint = f"; try {_qs(alts, 2).replace(', ', ' or ')}" if alts else ""
             times = f" {len(idx)} times" if len(idx) > 1 else ""
             text = f"{_where(f.place(i))}{_q(f.steps[i].action)} was rejected{times}{reply}{hint}."
             out.append(self._draft(f, text, "example", tuple(idx), pair=i))
@@ -316,13 +319,13 @@ class RuleDistiller:
         s = f.steps[again]
         cycle = [f.steps[j].action for j in range(first, again)]
         if len({f.acts[j] for j in range(first, again)}) == 1:
-            how = f"was repeated in the same situation ({len(pairs) + 1} times)"
+            how = f"repeated {len(pairs) + 1} times in the same situation, no reward"
         else:
-            how = f"came back to the same situation after {_qs(cycle, 4)}"
+            how = f"taken again after {_qs(cycle, 4)} led back to the same situation, no reward"
         tried = {f.acts[j] for j, k in enumerate(f.keys) if k == f.keys[again]}
         untried = [a for a in s.admissible if _norm(a) not in tried]
         hint = f"; untried there: {_qs(untried, 2)}" if untried else ""
-        text = f"{_where(f.place(again))}{_q(s.action)} {how} without reward{hint}."
+        text = f"{_where(f.place(again))}{_q(s.action)} {how}{hint}."
         idx = tuple(sorted({i for p in pairs for i in p}))
         return self._draft(f, text, "example", idx, pair=again)
 
@@ -334,8 +337,8 @@ class RuleDistiller:
             return []
         most, n = Counter(f.acts).most_common(1)[0]
         text = (
-            f"No reward in {len(f.steps)} steps (most used: {_q(most)}, {n} times); admissible "
-            f"actions never tried: {_qs(untried, 3)}."
+            f"No reward in {len(f.steps)} steps (most used: {_q(most)}, {n} times); never tried: "
+            f"{_qs(untried, 3)}."
         )
         return [self._draft(f, text, "example", (last,))]
 
