@@ -192,8 +192,10 @@ def main(argv: list[str]) -> int:
     n_states = len({o.truth for o in data})
     n_texts = len({o.state for o in data})
     print(f"{len(data)} observations, {n_states} true states, {n_texts} distinct state texts")
-    print(f"mean length: state {sum(len(o.state) for o in data) / len(data):.0f} chars, "
-          f"full {sum(len(o.full) for o in data) / len(data):.0f} chars")
+    print(
+        f"mean length: state {sum(len(o.state) for o in data) / len(data):.0f} chars, "
+        f"full {sum(len(o.full) for o in data) / len(data):.0f} chars"
+    )
     return 0
 
 

@@ -236,9 +236,7 @@ def _cluster_id(cluster_id: object) -> int:
     try:
         value = operator.index(cluster_id)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(
-            f"cluster_id: expected an int, got {type(cluster_id).__name__}"
-        ) from None
+        raise TypeError(f"cluster_id: expected an int, got {type(cluster_id).__name__}") from None
     if not 0 <= value < 2**64:
         raise ValueError(f"cluster_id: must be in [0, 2**64), got {value}")
     return value
@@ -274,6 +272,8 @@ class ObservationClusterer:
     """
 
     __slots__ = ("_canon", "_inner")
+    _inner: _core.ObservationClusterer
+    _canon: CanonSpec
 
     def __init__(
         self,

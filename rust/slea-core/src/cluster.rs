@@ -30,16 +30,14 @@
 //! restore the exact state and refuse a snapshot made with another [`CanonSpec`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{self, File};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::Write;
 use std::mem;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::canon::{CanonSpec, Scratch};
 use crate::error::{Error, Result};
 use crate::hash::{line_hashes, line_jaccard, mix64, simhash, structural_hash};
+use crate::snapshot::{read_file, write_atomic, ByteReader, ByteWriter, Snapshot, SnapshotWriter};
 
 /// Parameters of an [`ObservationClusterer`].
 #[derive(Debug, Clone, PartialEq)]
@@ -416,16 +414,14 @@ impl ObservationClusterer {
         true
     }
 
-    /// The snapshot bytes (format: `SLEACLU\0`, format version, payload length, payload, xxh3-64
-    /// of the payload). The payload holds the spec's JSON, the parameters, the counters and every
-    /// cluster slot.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut p = Vec::with_capacity(64 + self.live * 256);
-        put_str(&mut p, self.spec.to_json());
-        put_u64(&mut p, self.spec.fingerprint());
-        put_u64(&mut p, self.params.threshold.to_bits());
-        put_u64(&mut p, self.params.bands as u64);
-        put_u64(&mut p, self.params.max_clusters.map_or(0, |m| m as u64));
+    /// The snapshot bytes: a [`crate::snapshot`] container of kind `slea.clusterer` with two
+    /// sections, `spec` (the canon spec's JSON) and `state` (parameters, counters, every slot).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut w = ByteWriter::new();
+        w.u64(self.spec.fingerprint());
+        w.f64(self.params.threshold);
+        w.u32(self.params.bands);
+        w.u64(self.params.max_clusters.map_or(0, |m| m as u64));
         for v in [
             self.seq,
             self.exact_hits,
@@ -433,74 +429,50 @@ impl ObservationClusterer {
             self.new_clusters,
             self.evictions,
         ] {
-            put_u64(&mut p, v);
+            w.u64(v);
         }
-        put_u64(&mut p, self.slots.len() as u64);
+        w.u64(self.slots.len() as u64);
         for slot in &self.slots {
             let Some(c) = slot else {
-                p.push(0);
+                w.u8(0);
                 continue;
             };
-            p.push(1);
+            w.u8(1);
             for v in [c.id, c.created, c.hits, c.last_used, c.simhash] {
-                put_u64(&mut p, v);
+                w.u64(v);
             }
-            put_str(&mut p, &c.prototype);
-            put_u64(&mut p, c.aliases.len() as u64);
+            w.str(&c.prototype);
+            w.u64(c.aliases.len() as u64);
             for &a in &c.aliases {
-                put_u64(&mut p, a);
+                w.u64(a);
             }
         }
-        put_u64(&mut p, self.free.len() as u64);
+        w.u64(self.free.len() as u64);
         for &f in &self.free {
-            put_u64(&mut p, f as u64);
+            w.u32(f);
         }
-        let mut out = Vec::with_capacity(p.len() + 28);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        put_u64(&mut out, p.len() as u64);
-        out.extend_from_slice(&p);
-        put_u64(&mut out, xxhash_rust::xxh3::xxh3_64(&p));
-        out
+        let mut snap = SnapshotWriter::new(SNAPSHOT_KIND, SCHEMA_VERSION)?;
+        snap.add("spec", self.spec.to_json().as_bytes().to_vec())?;
+        snap.add("state", w.into_inner())?;
+        Ok(snap.to_bytes())
     }
 
     /// Inverse of [`Self::to_bytes`]. With `spec`, refuses a snapshot made with another spec; any
     /// malformed input is an [`Error::Snapshot`].
     pub fn from_bytes(bytes: &[u8], spec: Option<&CanonSpec>) -> Result<Self> {
-        let mut r = Reader { b: bytes, pos: 0 };
-        if r.take(MAGIC.len())? != MAGIC {
-            return Err(Error::snapshot("not a slea clusterer snapshot (bad magic)"));
-        }
-        let version = u32::from_le_bytes(r.array::<4>()?);
-        if version != FORMAT_VERSION {
-            return Err(Error::snapshot(format!(
-                "clusterer snapshot format {version} is not supported (this build reads {FORMAT_VERSION})"
-            )));
-        }
-        let len = r.u64()? as usize;
-        let payload = r.take(len)?;
-        let checksum = r.u64()?;
-        if r.pos != bytes.len() {
-            return Err(Error::snapshot("trailing bytes after the checksum"));
-        }
-        if xxhash_rust::xxh3::xxh3_64(payload) != checksum {
-            return Err(Error::snapshot("checksum mismatch (the file is corrupt)"));
-        }
-        Self::from_payload(payload, spec)
-    }
-
-    fn from_payload(payload: &[u8], want: Option<&CanonSpec>) -> Result<Self> {
-        let mut r = Reader { b: payload, pos: 0 };
-        let json = r.string()?;
-        let fingerprint = r.u64()?;
-        let spec = CanonSpec::from_json(&json)
+        let snap = Snapshot::parse(bytes, SNAPSHOT_KIND, SCHEMA_VERSION)?;
+        let json = std::str::from_utf8(snap.section("spec")?)
+            .map_err(|_| Error::snapshot("spec: invalid UTF-8"))?;
+        let saved = CanonSpec::from_json(json)
             .map_err(|e| Error::snapshot(format!("its canon spec does not load: {e}")))?;
-        if spec.fingerprint() != fingerprint {
+        let mut r = ByteReader::new(snap.section("state")?, "state");
+        let fingerprint = r.u64()?;
+        if saved.fingerprint() != fingerprint {
             return Err(Error::snapshot(
                 "its canon spec does not match its fingerprint",
             ));
         }
-        if let Some(want) = want {
+        if let Some(want) = spec {
             if want.fingerprint() != fingerprint {
                 return Err(Error::snapshot(format!(
                     "it was made with canon spec {fingerprint:016x}, not the given {:016x}; \
@@ -510,14 +482,14 @@ impl ObservationClusterer {
             }
         }
         let params = ClusterParams {
-            threshold: f64::from_bits(r.u64()?),
-            bands: u32::try_from(r.u64()?).map_err(|_| Error::snapshot("bad bands"))?,
+            threshold: r.f64()?,
+            bands: r.u32()?,
             max_clusters: match r.u64()? {
                 0 => None,
                 m => Some(usize::try_from(m).map_err(|_| Error::snapshot("bad max_clusters"))?),
             },
         };
-        let mut c = ObservationClusterer::new(spec, params)
+        let mut c = ObservationClusterer::new(saved, params)
             .map_err(|e| Error::snapshot(format!("bad parameters: {e}")))?;
         c.seq = r.u64()?;
         c.exact_hits = r.u64()?;
@@ -525,40 +497,40 @@ impl ObservationClusterer {
         c.new_clusters = r.u64()?;
         c.evictions = r.u64()?;
         let n_slots = r.u64()?;
-        if n_slots > u32::MAX as u64 || n_slots > payload.len() as u64 {
-            return Err(Error::snapshot("bad slot count"));
+        if n_slots > u32::MAX as u64 || n_slots > bytes.len() as u64 {
+            return Err(Error::snapshot("state: bad slot count"));
         }
         let mut present = Vec::with_capacity(n_slots as usize);
         for _ in 0..n_slots {
-            match r.take(1)?[0] {
+            match r.u8()? {
                 0 => present.push(None),
                 1 => present.push(Some(read_cluster(&mut r)?)),
-                _ => return Err(Error::snapshot("bad slot marker")),
+                _ => return Err(Error::snapshot("state: bad slot marker")),
             }
         }
         let n_free = r.u64()?;
         if n_free > n_slots {
-            return Err(Error::snapshot("bad free-slot count"));
+            return Err(Error::snapshot("state: bad free-slot count"));
         }
         let mut free = Vec::with_capacity(n_free as usize);
         for _ in 0..n_free {
-            free.push(r.u64()?);
+            free.push(r.u32()?);
         }
-        if r.pos != payload.len() {
-            return Err(Error::snapshot("trailing bytes in the payload"));
+        if !r.is_empty() {
+            return Err(Error::snapshot("state: trailing bytes"));
         }
         c.rebuild(present, free)?;
         Ok(c)
     }
 
     /// Rebuild the indexes from loaded slots; checks every invariant the snapshot must hold.
-    fn rebuild(&mut self, present: Vec<Option<Cluster>>, free: Vec<u64>) -> Result<()> {
+    fn rebuild(&mut self, present: Vec<Option<Cluster>>, free: Vec<u32>) -> Result<()> {
         let n = present.len();
         let mut is_free = vec![false; n];
         for &f in &free {
             let f = f as usize;
             if f >= n || present[f].is_some() || mem::replace(&mut is_free[f], true) {
-                return Err(Error::snapshot("bad free slot"));
+                return Err(Error::snapshot("state: bad free slot"));
             }
         }
         if present
@@ -566,7 +538,9 @@ impl ObservationClusterer {
             .enumerate()
             .any(|(i, p)| p.is_none() && !is_free[i])
         {
-            return Err(Error::snapshot("empty slot missing from the free list"));
+            return Err(Error::snapshot(
+                "state: empty slot missing from the free list",
+            ));
         }
         self.slots = vec![None; n];
         for (slot, cluster) in present.into_iter().enumerate() {
@@ -576,7 +550,7 @@ impl ObservationClusterer {
                 || cluster.aliases.iter().any(|a| self.exact.contains_key(a))
             {
                 return Err(Error::snapshot(
-                    "inconsistent cluster (id, prototype or aliases)",
+                    "state: inconsistent cluster (id, prototype or aliases)",
                 ));
             }
             cluster.lines = line_hashes(&cluster.prototype);
@@ -584,50 +558,41 @@ impl ObservationClusterer {
             self.insert(cluster);
         }
         if self.params.max_clusters.is_some_and(|m| self.live > m) {
-            return Err(Error::snapshot("more clusters than max_clusters"));
+            return Err(Error::snapshot("state: more clusters than max_clusters"));
         }
-        self.free = free.into_iter().map(|f| f as u32).collect();
+        self.free = free;
         Ok(())
     }
 
     /// Write [`Self::to_bytes`] to `path` atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.to_bytes())
+        write_atomic(path, &self.to_bytes()?)
     }
 
     /// Read a snapshot written by [`Self::save`] (see [`Self::from_bytes`]).
     pub fn load(path: &Path, spec: Option<&CanonSpec>) -> Result<Self> {
-        let bytes = fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-        Self::from_bytes(&bytes, spec)
+        Self::from_bytes(&read_file(path)?, spec)
     }
 }
 
-const MAGIC: &[u8; 8] = b"SLEACLU\0";
-const FORMAT_VERSION: u32 = 1;
+/// Kind and schema version of clusterer snapshots.
+const SNAPSHOT_KIND: &str = "slea.clusterer";
+const SCHEMA_VERSION: u32 = 1;
 
-fn put_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u64(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn read_cluster(r: &mut Reader<'_>) -> Result<Cluster> {
+fn read_cluster(r: &mut ByteReader<'_>) -> Result<Cluster> {
     let (id, created, hits, last_used, simhash) =
         (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-    let prototype = r.string()?;
+    let prototype = r.str()?.to_owned();
     let n_aliases = r.u64()?;
-    if n_aliases == 0 || n_aliases > (r.b.len() - r.pos) as u64 / 8 {
-        return Err(Error::snapshot("bad alias count"));
+    if n_aliases == 0 || n_aliases > 1 << 40 {
+        return Err(Error::snapshot("state: bad alias count"));
     }
-    let mut aliases = Vec::with_capacity(n_aliases as usize);
+    let mut aliases = Vec::new();
     for _ in 0..n_aliases {
         aliases.push(r.u64()?);
     }
     if hits == 0 || aliases[0] != id || simhash != crate::hash::simhash(&prototype) {
-        return Err(Error::snapshot("inconsistent cluster record"));
+        return Err(Error::snapshot("state: inconsistent cluster record"));
     }
     Ok(Cluster {
         id,
@@ -639,70 +604,6 @@ fn read_cluster(r: &mut Reader<'_>) -> Result<Cluster> {
         lines: Vec::new(),
         aliases,
     })
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| Error::snapshot("truncated"))?;
-        let s = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.array::<8>()?))
-    }
-    fn string(&mut self) -> Result<String> {
-        let n = usize::try_from(self.u64()?).map_err(|_| Error::snapshot("truncated"))?;
-        let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| Error::snapshot("text is not UTF-8"))
-    }
-}
-
-/// Write `bytes` to `path` through a temporary file in the same folder: write, fsync, rename,
-/// fsync the folder. A crash leaves either the old file or the new one, never a mix.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid("path", format!("{} has no file name", path.display())))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path.display(), e));
-    }
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -790,13 +691,13 @@ mod tests {
         for t in &texts[..15] {
             c.assign(t);
         }
-        let bytes = c.to_bytes();
+        let bytes = c.to_bytes().unwrap();
         let mut d = ObservationClusterer::from_bytes(&bytes, Some(c.spec())).unwrap();
         for t in &texts[15..] {
             assert_eq!(c.assign(t), d.assign(t));
         }
         assert_eq!(c.stats(), d.stats());
-        assert_eq!(c.to_bytes(), d.to_bytes());
+        assert_eq!(c.to_bytes().unwrap(), d.to_bytes().unwrap());
         let other = CanonSpec::preset("textworld").unwrap();
         let e = ObservationClusterer::from_bytes(&bytes, Some(&other)).unwrap_err();
         assert!(matches!(e, Error::Snapshot(_)), "{e}");
@@ -818,10 +719,12 @@ mod tests {
         let d = ObservationClusterer::load(&path, None).unwrap();
         assert_eq!(d.ids(), c.ids());
         assert!(ObservationClusterer::load(&dir.path().join("missing"), None).is_err());
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
         #[test]
         fn batch_equals_sequential_and_bound_holds(
             picks in proptest::collection::vec((0usize..6, 0usize..4), 1..60),

@@ -9,10 +9,59 @@
 //!   zone/level there) that a search filter can test.
 //! - Scores returned are cosine similarities (dot products of unit vectors), best first; ties by id.
 //!
-//! The current body is an exact flat scan (correct, O(n) per query); the HNSW graph replaces it.
+//! Additions beyond the contract: [`HnswIndex::insert_batch`], [`HnswIndex::upsert`],
+//! [`HnswIndex::upsert_batch`], [`HnswIndex::remove_batch`], [`HnswIndex::search_batch`] (optionally
+//! multi-threaded), [`HnswIndex::search_exact`], [`HnswIndex::set_ef`],
+//! [`HnswIndex::set_max_elements`], [`HnswIndex::memory_bytes`], [`HnswIndex::stats`],
+//! [`HnswIndex::ids`], [`HnswIndex::tag`].
+//!
+//! # Algorithm
+//! The graph follows hnswlib's `HierarchicalNSW` (Malkov & Yashunin): node levels drawn as
+//! `floor(-ln U / ln m)` from a seeded splitmix64 generator, `m` links per node on upper layers
+//! and `2 m` on layer 0, `ef_construction` candidates per insertion, neighbours chosen by the
+//! heuristic of `getNeighborsByHeuristic2`, reverse links pruned with the same heuristic, and a
+//! best-first layer-0 search with `max(ef, k)` candidates. Same seed and same operations give the
+//! same graph and byte-identical [`HnswIndex::to_bytes`] (on one machine: the AVX2 and portable
+//! dot-product kernels round differently).
+//!
+//! # Vectors
+//! Every vector and query is normalised to unit length (in f64) on the way in, so scores are
+//! cosines whatever the input norm. NaN/infinite components and all-zero vectors are rejected.
+//!
+//! # Deletion
+//! [`HnswIndex::remove`] tombstones the slot (hnswlib's `markDelete`): it keeps routing searches
+//! and is never returned. The next insert reuses the lowest tombstoned slot and repairs the
+//! graph around it (hnswlib's `allow_replace_deleted` + `updatePoint`), so memory does not grow
+//! with churn.
+//!
+//! # Exact paths
+//! Searches are exact flat scans when the index holds at most `flat_threshold` live entries,
+//! or when at most `max(flat_threshold, k)` entries pass the filter. A filtered graph search
+//! that needs more distance evaluations than there are matching entries (a very selective
+//! filter) or that finds fewer than `min(k, matching)` results falls back to the exact scan,
+//! so every search returns exactly `min(k, matching live entries)` results.
+
+mod codec;
+mod distance;
+mod graph;
+#[cfg(test)]
+mod tests;
 
 use crate::error::{Error, Result};
-use std::collections::HashMap;
+use distance::{push_normalised, NormError};
+use graph::{Far, Graph};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+
+/// Largest supported `m` (hnswlib caps at 10000; lists beyond a few hundred make no sense).
+pub const MAX_M: usize = 4096;
+/// Largest supported vector dimension.
+pub const MAX_DIM: usize = 1 << 16;
+/// Largest number of slots (internal node numbers are `u32`).
+pub const MAX_SLOTS: usize = u32::MAX as usize;
+/// Most bytes [`HnswIndex::set_max_elements`] reserves ahead of use.
+const RESERVE_LIMIT: usize = 256 << 20;
+/// Most threads [`HnswIndex::search_batch`] starts.
+pub const MAX_THREADS: usize = 1024;
 
 /// Construction and search parameters (hnswlib names and defaults).
 #[derive(Debug, Clone, PartialEq)]
@@ -41,42 +90,135 @@ impl Default for HnswParams {
     }
 }
 
+impl HnswParams {
+    fn validate(&self) -> Result<()> {
+        if !(2..=MAX_M).contains(&self.m) {
+            return Err(Error::invalid(
+                "m",
+                format!("must be between 2 and {MAX_M}, got {}", self.m),
+            ));
+        }
+        if self.ef_construction == 0 {
+            return Err(Error::invalid("ef_construction", "must be at least 1"));
+        }
+        if self.ef_search == 0 {
+            return Err(Error::invalid("ef_search", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Result of [`HnswIndex::search_batch`]: `rows x width` ids and scores, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchResult {
+    /// Ids of the hits, `rows * width`.
+    pub ids: Vec<u64>,
+    /// Cosine similarities of the hits, best first in each row.
+    pub scores: Vec<f32>,
+    /// Hits per row: `min(k, entries passing the filter)`, the same for every row.
+    pub width: usize,
+}
+
+/// Shape of the graph, for reports and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HnswStats {
+    /// Slots in use, live and tombstoned.
+    pub slots: usize,
+    /// Live entries.
+    pub live: usize,
+    /// Tombstoned slots waiting for reuse.
+    pub deleted: usize,
+    /// Highest layer.
+    pub max_level: usize,
+    /// `nodes_per_level[l]`: slots whose level is at least `l`.
+    pub nodes_per_level: Vec<usize>,
+    /// Mean number of layer-0 links per slot.
+    pub mean_degree0: f64,
+    /// Dot-product kernel in use (`avx2+fma` or `portable`).
+    pub kernel: &'static str,
+}
+
 /// HNSW index. See the module docs for the contract.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HnswIndex {
-    dim: usize,
     params: HnswParams,
-    ids: Vec<u64>,
-    tags: Vec<u32>,
-    data: Vec<f32>,
-    slot_of: HashMap<u64, usize>,
+    max_elements: Option<usize>,
+    graph: Graph,
+    slot_of: HashMap<u64, u32>,
+    free: BTreeSet<u32>,
+    tag_counts: HashMap<u32, usize>,
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("dim", &self.graph.dim)
+            .field("params", &self.params)
+            .field("live", &self.len())
+            .field("slots", &self.graph.slots())
+            .field("max_level", &self.graph.max_level)
+            .finish()
+    }
+}
+
+/// Same-distance hits of the exact scan are ordered by id.
+#[derive(Clone, Copy, PartialEq)]
+struct ExactHit {
+    d: f32,
+    id: u64,
+}
+impl Eq for ExactHit {}
+impl PartialOrd for ExactHit {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for ExactHit {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.d.total_cmp(&o.d).then(self.id.cmp(&o.id))
+    }
+}
+
+fn norm_error(arg: &str, e: NormError) -> Error {
+    match e {
+        NormError::NotFinite => Error::invalid(arg, "contains NaN or infinity"),
+        NormError::Zero => Error::invalid(arg, "is the zero vector (cosine is undefined)"),
+    }
 }
 
 impl HnswIndex {
     /// New empty index of vectors with `dim` components.
     pub fn new(dim: usize, params: HnswParams) -> Result<Self> {
-        if dim == 0 {
-            return Err(Error::invalid("dim", "must be at least 1"));
+        if !(1..=MAX_DIM).contains(&dim) {
+            return Err(Error::invalid(
+                "dim",
+                format!("must be between 1 and {MAX_DIM}, got {dim}"),
+            ));
         }
-        if params.m < 2 {
-            return Err(Error::invalid("m", "must be at least 2"));
-        }
-        Ok(HnswIndex {
+        params.validate()?;
+        let graph = Graph::new(
             dim,
+            params.m,
+            params.ef_construction,
+            params.seed,
+            distance::best_kernel(),
+        );
+        Ok(HnswIndex {
             params,
-            ids: Vec::new(),
-            tags: Vec::new(),
-            data: Vec::new(),
+            max_elements: None,
+            graph,
             slot_of: HashMap::new(),
+            free: BTreeSet::new(),
+            tag_counts: HashMap::new(),
         })
     }
 
     /// Dimension of the vectors.
     pub fn dim(&self) -> usize {
-        self.dim
+        self.graph.dim
     }
 
-    /// Parameters the index was built with.
+    /// Parameters the index was built with (`ef_search` as last set by [`HnswIndex::set_ef`]).
     pub fn params(&self) -> &HnswParams {
         &self.params
     }
@@ -96,34 +238,79 @@ impl HnswIndex {
         self.slot_of.contains_key(&id)
     }
 
-    fn check_vector(&self, arg: &str, v: &[f32]) -> Result<()> {
-        if v.len() != self.dim {
-            return Err(Error::invalid(
-                arg,
-                format!("has dimension {}, the index expects {}", v.len(), self.dim),
-            ));
+    /// Tag of the live entry `id`.
+    pub fn tag(&self, id: u64) -> Option<u32> {
+        self.slot_of.get(&id).map(|&s| self.graph.tags[s as usize])
+    }
+
+    /// Ids of all live entries, ascending.
+    pub fn ids(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.slot_of.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Set the default search candidate list size (at least 1; raised to k per search).
+    pub fn set_ef(&mut self, ef: usize) -> Result<()> {
+        if ef == 0 {
+            return Err(Error::invalid("ef", "must be at least 1"));
         }
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err(Error::invalid(arg, "contains NaN or infinity"));
-        }
+        self.params.ef_search = ef;
         Ok(())
     }
 
-    /// Insert `vector` (unit length expected) under `id` with `tag`.
+    /// Most live entries the index accepts (`None`: unbounded). Reserves memory for them.
+    pub fn max_elements(&self) -> Option<usize> {
+        self.max_elements
+    }
+
+    /// Set the bound on live entries; errors (and changes nothing) if it is below [`Self::len`].
+    pub fn set_max_elements(&mut self, max: Option<usize>) -> Result<()> {
+        if let Some(mx) = max {
+            if mx < self.len() {
+                return Err(Error::invalid(
+                    "max_elements",
+                    format!("{mx} is below the {} entries already held", self.len()),
+                ));
+            }
+            // Reserve like hnswlib does, but never more than RESERVE_LIMIT bytes up front.
+            let per_slot = self.dim() * 4 + (1 + 2 * self.params.m) * 4 + 32;
+            let more = mx.min(MAX_SLOTS).saturating_sub(self.graph.slots());
+            self.graph.reserve(more.min(RESERVE_LIMIT / per_slot));
+        }
+        self.max_elements = max;
+        Ok(())
+    }
+
+    /// Insert `vector` (normalised on the way in) under `id` with `tag`.
     /// Errors if `id` is already present or the vector is malformed; the index is unchanged then.
     pub fn insert(&mut self, id: u64, vector: &[f32], tag: u32) -> Result<()> {
-        self.check_vector("vector", vector)?;
-        if self.slot_of.contains_key(&id) {
-            return Err(Error::invalid(
-                "id",
-                format!("{id} is already in the index"),
-            ));
-        }
-        let slot = self.ids.len();
-        self.ids.push(id);
-        self.tags.push(tag);
-        self.data.extend_from_slice(vector);
-        self.slot_of.insert(id, slot);
+        let unit = self.prepare("id", "vector", &[id], vector, false)?;
+        self.apply(&[id], &unit, &[tag]);
+        Ok(())
+    }
+
+    /// Insert a batch: `vectors` holds `ids.len()` rows of `dim` floats, `tags` one per row.
+    /// The whole batch is validated first; on any error nothing is inserted.
+    pub fn insert_batch(&mut self, ids: &[u64], vectors: &[f32], tags: &[u32]) -> Result<()> {
+        self.check_tags(ids, tags)?;
+        let unit = self.prepare("ids", "vectors", ids, vectors, false)?;
+        self.apply(ids, &unit, tags);
+        Ok(())
+    }
+
+    /// Insert `id`, or replace its vector and tag when it is already present.
+    pub fn upsert(&mut self, id: u64, vector: &[f32], tag: u32) -> Result<()> {
+        let unit = self.prepare("id", "vector", &[id], vector, true)?;
+        self.apply(&[id], &unit, &[tag]);
+        Ok(())
+    }
+
+    /// Batch form of [`HnswIndex::upsert`] (ids must be distinct within the batch).
+    pub fn upsert_batch(&mut self, ids: &[u64], vectors: &[f32], tags: &[u32]) -> Result<()> {
+        self.check_tags(ids, tags)?;
+        let unit = self.prepare("ids", "vectors", ids, vectors, true)?;
+        self.apply(ids, &unit, tags);
         Ok(())
     }
 
@@ -132,25 +319,43 @@ impl HnswIndex {
         let Some(slot) = self.slot_of.remove(&id) else {
             return false;
         };
-        let last = self.ids.len() - 1;
-        if slot != last {
-            self.ids.swap(slot, last);
-            self.tags.swap(slot, last);
-            let (d, s) = (self.dim, slot);
-            for j in 0..d {
-                self.data.swap(s * d + j, last * d + j);
+        let tag = self.graph.tags[slot as usize];
+        if let Some(c) = self.tag_counts.get_mut(&tag) {
+            *c -= 1;
+            if *c == 0 {
+                self.tag_counts.remove(&tag);
             }
-            self.slot_of.insert(self.ids[slot], slot);
         }
-        self.ids.pop();
-        self.tags.pop();
-        self.data.truncate(last * self.dim);
+        self.graph.mark_deleted(slot);
+        self.free.insert(slot);
         true
+    }
+
+    /// Remove every id of `ids`; errors (and removes nothing) if one is absent or repeated.
+    pub fn remove_batch(&mut self, ids: &[u64]) -> Result<()> {
+        let mut seen = HashSet::with_capacity(ids.len());
+        for &id in ids {
+            if !self.contains(id) {
+                return Err(Error::NotFound {
+                    what: "id",
+                    id: id.to_string(),
+                });
+            }
+            if !seen.insert(id) {
+                return Err(Error::invalid("ids", format!("id {id} appears twice")));
+            }
+        }
+        for &id in ids {
+            self.remove(id);
+        }
+        Ok(())
     }
 
     /// The `k` most similar live entries to `query`: `(id, cosine)`, best first.
     pub fn search(&self, query: &[f32], k: usize, ef: Option<usize>) -> Result<Vec<(u64, f32)>> {
-        self.search_filtered(query, k, ef, &|_| true)
+        let q = self.prepare_query("query", query)?;
+        let n_match = self.len();
+        Ok(self.search_unit(&q, k, ef, None, n_match))
     }
 
     /// As [`HnswIndex::search`], keeping only entries whose tag passes `filter`.
@@ -158,124 +363,345 @@ impl HnswIndex {
         &self,
         query: &[f32],
         k: usize,
-        _ef: Option<usize>,
+        ef: Option<usize>,
         filter: &dyn Fn(u32) -> bool,
     ) -> Result<Vec<(u64, f32)>> {
-        self.check_vector("query", query)?;
-        let mut out: Vec<(u64, f32)> = (0..self.ids.len())
-            .filter(|&s| filter(self.tags[s]))
-            .map(|s| {
-                let v = &self.data[s * self.dim..(s + 1) * self.dim];
-                let dot: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
-                (self.ids[s], dot)
-            })
-            .collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out.truncate(k);
-        Ok(out)
+        let q = self.prepare_query("query", query)?;
+        let n_match = self.count_matching(filter);
+        Ok(self.search_unit(&q, k, ef, Some(filter), n_match))
     }
 
-    /// Serialise to bytes (format owned by this module; the library wraps it in a snapshot).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.data.len() * 4 + self.ids.len() * 12);
-        for v in [
-            self.dim as u64,
-            self.params.m as u64,
-            self.params.ef_construction as u64,
-            self.params.ef_search as u64,
-            self.params.seed,
-            self.params.flat_threshold as u64,
-            self.ids.len() as u64,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
+    /// Exact top-`k` by a full scan (the ground truth the graph approximates).
+    pub fn search_exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u32) -> bool>,
+    ) -> Result<Vec<(u64, f32)>> {
+        let q = self.prepare_query("query", query)?;
+        Ok(self.exact(&q, k, filter))
+    }
+
+    /// Search `queries` (`rows x dim`, row-major) on `threads` threads (1: the calling thread;
+    /// at most [`MAX_THREADS`] and one per row).
+    /// Every row gets `width = min(k, entries passing the filter)` hits.
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&(dyn Fn(u32) -> bool + Sync)>,
+        threads: usize,
+    ) -> Result<BatchResult> {
+        let dim = self.dim();
+        if queries.len() % dim != 0 {
+            return Err(Error::invalid(
+                "queries",
+                format!("has {} floats, not a multiple of dim {dim}", queries.len()),
+            ));
         }
-        for s in 0..self.ids.len() {
-            out.extend_from_slice(&self.ids[s].to_le_bytes());
-            out.extend_from_slice(&self.tags[s].to_le_bytes());
+        let rows = queries.len() / dim;
+        let mut unit = Vec::with_capacity(queries.len());
+        for (i, row) in queries.chunks_exact(dim).enumerate() {
+            push_normalised(row, &mut unit).map_err(|e| norm_error(&format!("queries[{i}]"), e))?;
         }
-        for x in &self.data {
-            out.extend_from_slice(&x.to_le_bytes());
+        let plain: Option<&dyn Fn(u32) -> bool> = match filter {
+            Some(f) => Some(f),
+            None => None,
+        };
+        let n_match = match plain {
+            Some(f) => self.count_matching(f),
+            None => self.len(),
+        };
+        let width = if self.is_empty() { 0 } else { k.min(n_match) };
+        let mut ids = vec![u64::MAX; rows * width];
+        let mut scores = vec![f32::NEG_INFINITY; rows * width];
+        if width == 0 {
+            return Ok(BatchResult { ids, scores, width });
         }
+        let run = |qs: &[f32], ids: &mut [u64], scores: &mut [f32]| {
+            let rows = qs.chunks_exact(dim);
+            let outs = ids
+                .chunks_exact_mut(width)
+                .zip(scores.chunks_exact_mut(width));
+            for (q, (ri, rs)) in rows.zip(outs) {
+                let plain: Option<&dyn Fn(u32) -> bool> = match filter {
+                    Some(f) => Some(f),
+                    None => None,
+                };
+                for (j, (id, s)) in self
+                    .search_unit(q, k, ef, plain, n_match)
+                    .into_iter()
+                    .enumerate()
+                {
+                    if j < width {
+                        ri[j] = id;
+                        rs[j] = s;
+                    }
+                }
+            }
+        };
+        let threads = threads.clamp(1, rows.clamp(1, MAX_THREADS));
+        if threads == 1 {
+            run(&unit, &mut ids, &mut scores);
+        } else {
+            let per = rows.div_ceil(threads);
+            std::thread::scope(|sc| {
+                let parts = unit
+                    .chunks(per * dim)
+                    .zip(ids.chunks_mut(per * width))
+                    .zip(scores.chunks_mut(per * width));
+                for ((qs, is), ss) in parts {
+                    let run = &run;
+                    sc.spawn(move || run(qs, is, ss));
+                }
+            });
+        }
+        Ok(BatchResult { ids, scores, width })
+    }
+
+    /// Bytes held by the index: vectors, links, per-slot fields, one visited list, and an
+    /// estimate of the hash maps (buckets x entry size + control bytes).
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let map = |cap: usize, entry: usize| cap * (entry + 1);
+        size_of::<Self>()
+            + self.graph.memory_bytes()
+            + map(self.slot_of.capacity(), size_of::<(u64, u32)>())
+            + map(self.tag_counts.capacity(), size_of::<(u32, usize)>())
+            + self.free.len() * size_of::<u32>() * 2
+            + self.graph.slots() * size_of::<u16>()
+    }
+
+    /// Shape of the graph.
+    pub fn stats(&self) -> HnswStats {
+        let g = &self.graph;
+        let mut nodes_per_level = vec![0usize; g.max_level + 1];
+        for &l in &g.levels {
+            for c in nodes_per_level.iter_mut().take(l as usize + 1) {
+                *c += 1;
+            }
+        }
+        let links: usize = (0..g.slots() as u32).map(|s| g.links(s, 0).len()).sum();
+        HnswStats {
+            slots: g.slots(),
+            live: self.len(),
+            deleted: g.n_deleted,
+            max_level: g.max_level,
+            nodes_per_level,
+            mean_degree0: if g.slots() == 0 {
+                0.0
+            } else {
+                links as f64 / g.slots() as f64
+            },
+            kernel: distance::kernel_name(),
+        }
+    }
+
+    fn check_tags(&self, ids: &[u64], tags: &[u32]) -> Result<()> {
+        if ids.len() != tags.len() {
+            return Err(Error::invalid(
+                "tags",
+                format!("has {} entries but ids has {}", tags.len(), ids.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validate a batch and return its rows normalised; nothing is changed.
+    fn prepare(
+        &self,
+        id_arg: &str,
+        vec_arg: &str,
+        ids: &[u64],
+        vectors: &[f32],
+        upsert: bool,
+    ) -> Result<Vec<f32>> {
+        let dim = self.dim();
+        let expect = ids.len().checked_mul(dim);
+        if expect != Some(vectors.len()) {
+            return Err(Error::invalid(
+                vec_arg,
+                format!(
+                    "has {} floats, expected {} rows of dimension {dim}",
+                    vectors.len(),
+                    ids.len()
+                ),
+            ));
+        }
+        let mut seen = HashSet::with_capacity(ids.len());
+        let mut new = 0usize;
+        for &id in ids {
+            if !seen.insert(id) {
+                return Err(Error::invalid(id_arg, format!("id {id} appears twice")));
+            }
+            if self.contains(id) {
+                if !upsert {
+                    return Err(Error::invalid(
+                        id_arg,
+                        format!("{id} is already in the index"),
+                    ));
+                }
+            } else {
+                new += 1;
+            }
+        }
+        if let Some(mx) = self.max_elements {
+            if self.len() + new > mx {
+                return Err(Error::invalid(
+                    id_arg,
+                    format!(
+                        "the index holds at most {mx} entries ({} now, {new} new)",
+                        self.len()
+                    ),
+                ));
+            }
+        }
+        if self.graph.slots() + new.saturating_sub(self.free.len()) > MAX_SLOTS {
+            return Err(Error::invalid(id_arg, "the index is full"));
+        }
+        let mut unit = Vec::with_capacity(vectors.len());
+        for (i, row) in vectors.chunks_exact(dim).enumerate() {
+            push_normalised(row, &mut unit).map_err(|e| {
+                if ids.len() == 1 {
+                    norm_error(vec_arg, e)
+                } else {
+                    norm_error(&format!("{vec_arg}[{i}]"), e)
+                }
+            })?;
+        }
+        Ok(unit)
+    }
+
+    fn prepare_query(&self, arg: &str, query: &[f32]) -> Result<Vec<f32>> {
+        if query.len() != self.dim() {
+            return Err(Error::invalid(
+                arg,
+                format!(
+                    "has dimension {}, the index expects {}",
+                    query.len(),
+                    self.dim()
+                ),
+            ));
+        }
+        let mut q = Vec::with_capacity(query.len());
+        push_normalised(query, &mut q).map_err(|e| norm_error(arg, e))?;
+        Ok(q)
+    }
+
+    /// Insert validated, normalised rows (cannot fail).
+    fn apply(&mut self, ids: &[u64], unit: &[f32], tags: &[u32]) {
+        let dim = self.dim();
+        let fresh = ids.iter().filter(|id| !self.contains(**id)).count();
+        self.graph.reserve(fresh.saturating_sub(self.free.len()));
+        for ((&id, v), &tag) in ids.iter().zip(unit.chunks_exact(dim)).zip(tags) {
+            let slot = if let Some(&slot) = self.slot_of.get(&id) {
+                let old = self.graph.tags[slot as usize];
+                if let Some(c) = self.tag_counts.get_mut(&old) {
+                    *c -= 1;
+                    if *c == 0 {
+                        self.tag_counts.remove(&old);
+                    }
+                }
+                self.graph.replace(slot, id, tag, v);
+                slot
+            } else if let Some(slot) = self.free.pop_first() {
+                self.graph.replace(slot, id, tag, v);
+                slot
+            } else {
+                self.graph.insert_new(id, tag, v)
+            };
+            self.slot_of.insert(id, slot);
+            *self.tag_counts.entry(tag).or_insert(0) += 1;
+        }
+    }
+
+    /// Live entries whose tag passes `filter`.
+    fn count_matching(&self, filter: &dyn Fn(u32) -> bool) -> usize {
+        if self.tag_counts.len() <= 4096 {
+            self.tag_counts
+                .iter()
+                .filter(|(t, _)| filter(**t))
+                .map(|(_, c)| c)
+                .sum()
+        } else {
+            let g = &self.graph;
+            (0..g.slots())
+                .filter(|&s| !g.deleted[s] && filter(g.tags[s]))
+                .count()
+        }
+    }
+
+    /// Search with a normalised query; `n_match` live entries pass `filter`.
+    fn search_unit(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&dyn Fn(u32) -> bool>,
+        n_match: usize,
+    ) -> Vec<(u64, f32)> {
+        if k == 0 || n_match == 0 {
+            return Vec::new();
+        }
+        let flat = self.params.flat_threshold;
+        if self.len() <= flat || n_match <= flat.max(k) {
+            return self.exact(q, k, filter);
+        }
+        let ef = ef.unwrap_or(self.params.ef_search).max(k);
+        let g = &self.graph;
+        let found = match filter {
+            None if g.n_deleted == 0 => g.knn(q, ef, |_| true, usize::MAX),
+            None => g.knn(q, ef, |s| !g.deleted[s as usize], n_match),
+            Some(f) => g.knn(
+                q,
+                ef,
+                |s| !g.deleted[s as usize] && f(g.tags[s as usize]),
+                n_match,
+            ),
+        };
+        match found {
+            Some(hits) if hits.len() >= k.min(n_match) => self.finish(hits, k),
+            _ => self.exact(q, k, filter),
+        }
+    }
+
+    /// Graph hits (nearest first) to `(id, score)` ordered by score then id, cut to `k`.
+    fn finish(&self, hits: Vec<Far>, k: usize) -> Vec<(u64, f32)> {
+        let mut out: Vec<(u64, f32)> = hits
+            .into_iter()
+            .map(|h| (self.graph.ids[h.slot as usize], -h.d))
+            .collect();
+        out.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.truncate(k);
         out
     }
 
-    /// Inverse of [`HnswIndex::to_bytes`]; any malformed input is a [`Error::Snapshot`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader { b: bytes, pos: 0 };
-        let dim = r.u64()? as usize;
-        let params = HnswParams {
-            m: r.u64()? as usize,
-            ef_construction: r.u64()? as usize,
-            ef_search: r.u64()? as usize,
-            seed: r.u64()?,
-            flat_threshold: r.u64()? as usize,
-        };
-        let n = r.u64()? as usize;
-        let mut idx = HnswIndex::new(dim, params).map_err(|e| Error::snapshot(e.to_string()))?;
-        let mut ids = Vec::with_capacity(n.min(1 << 20));
-        let mut tags = Vec::with_capacity(n.min(1 << 20));
-        for _ in 0..n {
-            ids.push(r.u64()?);
-            tags.push(r.u32()?);
+    /// Exact top-`k` of live entries passing `filter` for a normalised query.
+    fn exact(&self, q: &[f32], k: usize, filter: Option<&dyn Fn(u32) -> bool>) -> Vec<(u64, f32)> {
+        let g = &self.graph;
+        if k == 0 {
+            return Vec::new();
         }
-        let mut vec = vec![0f32; dim];
-        for s in 0..n {
-            for x in vec.iter_mut() {
-                *x = f32::from_le_bytes(r.take::<4>()?);
+        let mut heap: BinaryHeap<ExactHit> = BinaryHeap::with_capacity(k.min(g.slots()) + 1);
+        for s in 0..g.slots() {
+            if g.deleted[s] || filter.is_some_and(|f| !f(g.tags[s])) {
+                continue;
             }
-            idx.insert(ids[s], &vec, tags[s])
-                .map_err(|e| Error::snapshot(format!("hnsw entry {s}: {e}")))?;
+            let hit = ExactHit {
+                d: -(g.dot)(q, g.vector(s as u32)),
+                id: g.ids[s],
+            };
+            if heap.len() < k {
+                heap.push(hit);
+            } else if heap.peek().is_some_and(|w| hit < *w) {
+                heap.pop();
+                heap.push(hit);
+            }
         }
-        if r.pos != bytes.len() {
-            return Err(Error::snapshot("hnsw: trailing bytes"));
-        }
-        Ok(idx)
-    }
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let end = self.pos.checked_add(N).filter(|&e| e <= self.b.len());
-        let end = end.ok_or_else(|| Error::snapshot("hnsw: truncated"))?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(&self.b[self.pos..end]);
-        self.pos = end;
-        Ok(a)
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take::<8>()?))
-    }
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take::<4>()?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exact_roundtrip_and_remove() {
-        let mut idx = HnswIndex::new(2, HnswParams::default()).unwrap();
-        idx.insert(1, &[1.0, 0.0], 0).unwrap();
-        idx.insert(2, &[0.0, 1.0], 1).unwrap();
-        idx.insert(3, &[0.6, 0.8], 1).unwrap();
-        let r = idx.search(&[1.0, 0.0], 2, None).unwrap();
-        assert_eq!(r[0].0, 1);
-        assert_eq!(r[1].0, 3);
-        let f = idx
-            .search_filtered(&[1.0, 0.0], 5, None, &|t| t == 1)
-            .unwrap();
-        assert_eq!(f.iter().map(|x| x.0).collect::<Vec<_>>(), vec![3, 2]);
-        assert!(idx.remove(1));
-        assert!(!idx.remove(1));
-        let back = HnswIndex::from_bytes(&idx.to_bytes()).unwrap();
-        assert_eq!(back.search(&[1.0, 0.0], 1, None).unwrap()[0].0, 3);
-        assert!(HnswIndex::from_bytes(&idx.to_bytes()[..10]).is_err());
+        heap.into_sorted_vec()
+            .into_iter()
+            .map(|h| (h.id, -h.d))
+            .collect()
     }
 }
