@@ -58,6 +58,10 @@ pub const MAX_M: usize = 4096;
 pub const MAX_DIM: usize = 1 << 16;
 /// Largest number of slots (internal node numbers are `u32`).
 pub const MAX_SLOTS: usize = u32::MAX as usize;
+/// Most bytes [`HnswIndex::set_max_elements`] reserves ahead of use.
+const RESERVE_LIMIT: usize = 256 << 20;
+/// Most threads [`HnswIndex::search_batch`] starts.
+pub const MAX_THREADS: usize = 1024;
 
 /// Construction and search parameters (hnswlib names and defaults).
 #[derive(Debug, Clone, PartialEq)]
@@ -269,8 +273,10 @@ impl HnswIndex {
                     format!("{mx} is below the {} entries already held", self.len()),
                 ));
             }
+            // Reserve like hnswlib does, but never more than RESERVE_LIMIT bytes up front.
+            let per_slot = self.dim() * 4 + (1 + 2 * self.params.m) * 4 + 32;
             let more = mx.min(MAX_SLOTS).saturating_sub(self.graph.slots());
-            self.graph.reserve(more.min(1 << 24));
+            self.graph.reserve(more.min(RESERVE_LIMIT / per_slot));
         }
         self.max_elements = max;
         Ok(())
@@ -376,7 +382,8 @@ impl HnswIndex {
         Ok(self.exact(&q, k, filter))
     }
 
-    /// Search `queries` (`rows x dim`, row-major) on `threads` threads (1: the calling thread).
+    /// Search `queries` (`rows x dim`, row-major) on `threads` threads (1: the calling thread;
+    /// at most [`MAX_THREADS`] and one per row).
     /// Every row gets `width = min(k, entries passing the filter)` hits.
     pub fn search_batch(
         &self,
@@ -434,7 +441,7 @@ impl HnswIndex {
                 }
             }
         };
-        let threads = threads.clamp(1, rows.max(1));
+        let threads = threads.clamp(1, rows.clamp(1, MAX_THREADS));
         if threads == 1 {
             run(&unit, &mut ids, &mut scores);
         } else {
