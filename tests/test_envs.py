@@ -11,9 +11,10 @@ from typing import Any
 
 import gymnasium
 import pytest
-import slea
 from conftest_envs import ALFWORLD_DATA, CONTRACT_KEYS, coin_games, play
 from gymnasium.utils.env_checker import check_env
+
+import slea
 from slea.envs import ENVS, missing_requirements, register_envs
 from slea.envs.base import TextSpace
 from slea.errors import EnvError, MissingExtraError

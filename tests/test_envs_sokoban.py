@@ -11,6 +11,7 @@ import gymnasium
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from slea.envs.sokoban import (
     DIRECTIONS,
     Level,

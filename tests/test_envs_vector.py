@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest_envs import coin_games
 from gymnasium.vector import AutoresetMode, VectorEnv
+
 from slea.envs import make_vec
 from slea.envs.vector import EnvFactory, SleaVectorEnv, unbatch_infos
 from slea.errors import EnvError

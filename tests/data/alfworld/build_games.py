@@ -215,8 +215,9 @@ GAMES = [
 
 def build() -> None:
     import textworld
-    from slea.envs.alfworld import demangle_names
     from textworld.envs import PddlEnv
+
+    from slea.envs.alfworld import demangle_names
 
     domain = (HERE / "logic" / "kitchen.pddl").read_text()
     grammar = (HERE / "logic" / "kitchen.twl2").read_text()
