@@ -6,10 +6,11 @@ import threading
 
 import numpy as np
 import pytest
-import slea
 from hypothesis import given
 from hypothesis import strategies as st
 from reference.hnsw_ref import knn
+
+import slea
 from slea import HnswIndex
 
 

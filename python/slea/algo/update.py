@@ -1,0 +1,203 @@
+"""One policy update: PPO-clip + k3 KL over a rollout batch, with micro-batches and AdamW.
+
+For each of ``epochs`` passes the batch (one row per decision step, in a seeded random order when
+there is more than one mini-batch or pass) is split into ``minibatches``; each mini-batch is one
+optimizer step. A mini-batch is cut into micro-batches of ``micro_batch_size`` rows whose
+gradients are accumulated; every micro-batch loss is divided by the number of units in the whole
+mini-batch, so the accumulated gradient equals that of the token-mean loss of the mini-batch.
+Then the global gradient norm is clipped and AdamW steps.
+
+Multi-process (``torchrun``): pass the model wrapped in ``DistributedDataParallel``; every rank gets
+the same rows and takes ``rows[rank::world]`` of each mini-batch, gradients are all-reduced once
+per mini-batch (``no_sync`` on the other micro-batches) and each rank's loss is scaled by the world
+size, because DDP averages while the token-mean needs the sum over ranks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from slea.algo.loss import ppo_clip_loss
+from slea.train.config import UpdateConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from slea.policy.hf import ActionRecord, HFPolicy
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    """What one update did (means over units unless stated)."""
+
+    loss: float
+    """Mean loss (policy gradient + beta * KL) per unit."""
+    pg_loss: float
+    """Mean clipped policy-gradient term."""
+    kl: float
+    """Mean k3 KL to the reference policy."""
+    clip_frac: float
+    """Fraction of units whose ratio was clipped."""
+    ratio: float
+    """Mean probability ratio new/old."""
+    approx_kl: float
+    """Mean of old_logp - new_logp."""
+    grad_norm: float
+    """Global gradient norm before clipping (mean over optimizer steps)."""
+    units: int
+    """Units (log-probs) processed, summed over passes and ranks."""
+    optimizer_steps: int
+    """Optimizer steps taken."""
+
+    def to_dict(self) -> dict[str, float]:
+        """As a plain dict for the metrics."""
+        return dict(self.__dict__)
+
+
+def make_optimizer(params: Sequence[Any], cfg: UpdateConfig) -> torch.optim.Optimizer:
+    """AdamW over ``params`` with the config's lr, betas and weight decay."""
+    import torch
+
+    params = list(params)
+    if not params:
+        raise ValueError("no trainable parameters (is everything frozen?)")
+    return torch.optim.AdamW(
+        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+    )
+
+
+def _world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _minibatches(n: int, cfg: UpdateConfig, generator: torch.Generator | None) -> list[list[int]]:
+    import torch
+
+    out: list[list[int]] = []
+    for _ in range(cfg.epochs):
+        if cfg.minibatches > 1 or cfg.epochs > 1:
+            order = torch.randperm(n, generator=generator).tolist()
+        else:
+            order = list(range(n))
+        size = -(-n // cfg.minibatches)
+        out.extend(order[i : i + size] for i in range(0, n, size))
+    return [mb for mb in out if mb]
+
+
+def update_policy(
+    policy: HFPolicy,
+    optimizer: torch.optim.Optimizer,
+    records: Sequence[ActionRecord],
+    advantages: np.ndarray,
+    cfg: UpdateConfig,
+    *,
+    model: Any = None,
+    generator: torch.Generator | None = None,
+) -> UpdateStats:
+    """Run the PPO update of ``cfg`` on ``records`` (one per step) with per-step ``advantages``.
+
+    Args:
+        policy: the policy whose model is updated (its reference model gives the KL term).
+        optimizer: e.g. from :func:`make_optimizer` over ``policy.trainable_parameters()``.
+        records: token-exact action records from the rollout, one per step.
+        advantages: float array ``[len(records)]``; each unit of a record gets its row's value.
+        cfg: update hyper-parameters.
+        model: the module to run forward/backward through (a DDP wrapper under torchrun);
+            defaults to ``policy.model``.
+        generator: torch RNG for the mini-batch order (only used with several mini-batches/passes).
+    """
+    import torch
+
+    adv = np.asarray(advantages, dtype=np.float32)
+    if adv.shape != (len(records),):
+        raise ValueError(f"advantages must have shape ({len(records)},), got {adv.shape}")
+    if not np.isfinite(adv).all():
+        raise ValueError("advantages contain NaN or inf")
+    rank, world = _world()
+    net = policy.model if model is None else model
+    params = policy.trainable_parameters()
+    use_kl = cfg.kl_beta > 0
+    sums = np.zeros(6)  # loss, pg, kl, clipped, ratio, approx_kl
+    units_total = 0
+    norms = []
+    for mb in _minibatches(len(records), cfg, generator):
+        normalizer = float(sum(records[i].num_units for i in mb))
+        shard, weight = mb[rank::world], 1.0
+        if not shard:  # fewer rows than ranks: join the all-reduce with a zero-weight row
+            shard, weight = mb[:1], 0.0
+        optimizer.zero_grad(set_to_none=True)
+        chunks = [
+            shard[i : i + cfg.micro_batch_size] for i in range(0, len(shard), cfg.micro_batch_size)
+        ]
+        for c, chunk in enumerate(chunks):
+            recs = [records[i] for i in chunk]
+            old = torch.tensor([lp for r in recs for lp in r.logprobs])
+            a = torch.tensor(np.repeat(adv[chunk], [r.num_units for r in recs]))
+            ref = policy.reference_logprobs(recs) if use_kl else None
+            sync = c == len(chunks) - 1 or not hasattr(net, "no_sync")
+            with contextlib.nullcontext() if sync else net.no_sync():
+                logp = policy.unit_logprobs(recs, model=net)
+                parts = ppo_clip_loss(
+                    logp,
+                    old.to(logp.device),
+                    a.to(logp.device),
+                    normalizer=normalizer,
+                    clip_eps=cfg.clip_eps,
+                    ref_logp=None if ref is None else ref.to(logp.device),
+                    kl_beta=cfg.kl_beta,
+                )
+                (parts.loss * (weight * world)).backward()
+            if weight:
+                sums += [
+                    float(parts.loss.detach()) * normalizer,
+                    parts.pg_sum,
+                    parts.kl_sum,
+                    parts.clipped,
+                    parts.ratio_sum,
+                    parts.approx_kl_sum,
+                ]
+                units_total += parts.units
+        if cfg.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.norm() for p in params if p.grad is not None])
+            )
+        norms.append(float(norm))
+        optimizer.step()
+    sums, units_total = _all_reduce_sums(sums, units_total, world)
+    n = max(units_total, 1)
+    return UpdateStats(
+        loss=float(sums[0] / n),
+        pg_loss=float(sums[1] / n),
+        kl=float(sums[2] / n),
+        clip_frac=float(sums[3] / n),
+        ratio=float(sums[4] / n),
+        approx_kl=float(sums[5] / n),
+        grad_norm=float(np.mean(norms)) if norms else 0.0,
+        units=units_total,
+        optimizer_steps=len(norms),
+    )
+
+
+def _all_reduce_sums(sums: np.ndarray, units: int, world: int) -> tuple[np.ndarray, int]:
+    if world == 1:
+        return sums, units
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([*sums.tolist(), float(units)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return t[:-1].numpy(), int(t[-1])
+
+
+__all__ = ["UpdateStats", "make_optimizer", "update_policy"]

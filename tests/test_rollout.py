@@ -1,0 +1,336 @@
+"""Rollouts: lock-step collection, per-step retrieval in the prompt, token-exact rows, prompt builder."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from slea.experience.prompt import (  # noqa: E402
+    Turn,
+    build_prompt,
+    render_experiences,
+    system_message,
+    user_message,
+)
+from slea.policy.hf import HFPolicy  # noqa: E402
+from slea.policy.tiny import TinyModelSpec, tiny_policy  # noqa: E402
+from slea.rollout import EpisodeSpec, PromptSettings, collect  # noqa: E402
+
+# ---------------------------------------------------------------------------- test doubles
+
+
+class Corridor:
+    """Rooms 0..length; win by reaching the last room. Actions: go east, go west, look."""
+
+    def __init__(self, length: int) -> None:
+        self.length, self.room, self.done = length, 0, True
+
+    def obs(self, feedback: str = "") -> str:
+        return f"{feedback}You are in room {self.room}. Exits lead east and west.".strip()
+
+    def info(self, invalid: bool = False) -> dict:
+        return {
+            "task": f"Reach room {self.length}.",
+            "admissible_actions": ["go east", "go west", "look"],
+            "won": self.room == self.length,
+            "invalid_action": invalid,
+        }
+
+
+class FakeVec:
+    """The SleaVectorEnv contract on Corridor games: no autoreset, ended envs ignore actions."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+        self.envs = [Corridor(2) for _ in range(num_envs)]
+        self.steps_taken = 0
+
+    @staticmethod
+    def _batch(infos: list[dict]) -> dict:
+        keys = {k for d in infos for k in d}
+        out: dict = {}
+        for k in keys:
+            out[k] = np.array([d.get(k) for d in infos], dtype=object)
+            out[f"_{k}"] = np.array([k in d for d in infos])
+        return out
+
+    def reset(self, seed=None, options=None):
+        opts = options["env_options"]
+        for env, o in zip(self.envs, opts, strict=True):
+            env.length, env.room, env.done = o["length"], 0, False
+        return tuple(e.obs() for e in self.envs), self._batch([e.info() for e in self.envs])
+
+    def step(self, actions):
+        obs, rew, term, trunc, infos = [], [], [], [], []
+        for env, a in zip(self.envs, actions, strict=True):
+            if env.done:
+                obs.append(env.obs())
+                rew.append(0.0)
+                term.append(False)
+                trunc.append(False)
+                infos.append({})
+                continue
+            self.steps_taken += 1
+            invalid = a not in ("go east", "go west", "look")
+            if a == "go east":
+                env.room += 1
+            elif a == "go west":
+                env.room = max(0, env.room - 1)
+            won = env.room == env.length
+            env.done = won
+            obs.append(env.obs("Moved. " if a.startswith("go") else ""))
+            rew.append(1.0 if won else 0.0)
+            term.append(won)
+            trunc.append(False)
+            infos.append(env.info(invalid))
+        return tuple(obs), np.array(rew), np.array(term), np.array(trunc), self._batch(infos)
+
+
+class DictClusterer:
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def assign_batch(self, texts):
+        return np.array([self.ids.setdefault(t, len(self.ids)) for t in texts], dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class Exp:
+    id: int
+    text: str
+    zone: str
+    level: str = "pattern"
+    observation: str | None = None
+    action: str | None = None
+
+
+def key(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+TEXTS = [
+    "You are in room 1. Exits lead east and west.",
+    "Reach room 3.",
+    "go east",
+    "go west",
+    "look",
+    "Tips: keep moving east",
+] * 10
+SPEC = TinyModelSpec(
+    vocab_size=320, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2
+)
+
+
+@pytest.fixture(scope="module")
+def policy() -> HFPolicy:
+    return tiny_policy(TEXTS, SPEC, seed=0, mode="choice")
+
+
+SETTINGS = PromptSettings(rules="Play the corridor game.", history_window=2, max_prompt_tokens=400)
+SPECS = [
+    EpisodeSpec(group=g, options={"length": 1 + g}, task_id=f"t{g}")
+    for g in range(3)
+    for _ in range(2)
+]
+
+
+def _collect(policy, venv=None, **kw):
+    venv = venv or FakeVec(6)
+    kw.setdefault("generator", torch.Generator().manual_seed(0))
+    return collect(
+        policy,
+        venv,
+        SPECS,
+        max_steps=6,
+        prompt=SETTINGS,
+        clusterer=DictClusterer(),
+        anchor_fn=key,
+        action_key_fn=key,
+        first_episode_id=100,
+        **kw,
+    )
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_lock_step_and_finished_episodes_stop(policy: HFPolicy, monkeypatch) -> None:
+    sizes: list[int] = []
+    real = policy.act
+
+    def spy(prompts, admissible=None, **kw):
+        sizes.append(len(prompts))
+        return real(prompts, admissible, **kw)
+
+    monkeypatch.setattr(policy, "act", spy)
+    venv = FakeVec(6)
+    ro = _collect(policy, venv)
+    assert sizes[0] == 6 and sizes == sorted(sizes, reverse=True)  # one call per step, shrinking
+    assert sum(sizes) == len(ro) == venv.steps_taken  # ended episodes are not stepped again
+    assert len(sizes) == max(len(e) for e in ro.episodes)
+    for e in ro.episodes:
+        assert e.won == (e.steps[-1].reward == 1.0)
+        assert e.truncated == (not e.won and len(e) == 6)
+
+
+def test_rows_are_ordered_and_consistent(policy: HFPolicy) -> None:
+    ro = _collect(policy)
+    assert [e.episode_id for e in ro.episodes] == list(range(100, 106))
+    assert [e.group for e in ro.episodes] == [0, 0, 1, 1, 2, 2]
+    row = 0
+    for e in ro.episodes:
+        for j, s in enumerate(e.steps):
+            assert (
+                ro.episode[row] == e.episode_id and ro.step[row] == j and ro.group[row] == e.group
+            )
+            assert ro.records[row].text == s.action and ro.reward[row] == s.reward
+            assert ro.anchor[row] == key(s.observation) and ro.action_key[row] == key(s.action)
+            assert ro.cluster[row] == s.cluster_id
+            row += 1
+    assert row == len(ro) and ro.cluster.dtype == np.uint64 and ro.reward.dtype == np.float32
+    assert set(ro.timing) >= {"env", "clustering", "retrieval", "prompt", "generation"}
+    st = ro.stats()
+    assert st["episodes"] == 6 and st["steps"] == len(ro) and st["retrieval_fraction"] == 0.0
+
+
+def test_rollout_records_are_token_exact(policy: HFPolicy) -> None:
+    ro = _collect(policy)
+    stored = torch.tensor([r.logprobs[0] for r in ro.records])
+    torch.testing.assert_close(policy.unit_logprobs(ro.records).detach(), stored, atol=1e-5, rtol=0)
+
+
+def test_greedy_rollouts_are_deterministic(policy: HFPolicy) -> None:
+    a, b = _collect(policy, greedy=True), _collect(policy, greedy=True)
+    assert [r.text for r in a.records] == [r.text for r in b.records]
+
+
+def test_retrieved_experiences_reach_the_system_message(policy: HFPolicy, monkeypatch) -> None:
+    seen: list[str] = []
+    real = policy.encode_prompt
+
+    def spy(messages):
+        seen.append(messages[0]["content"])
+        return real(messages)
+
+    monkeypatch.setattr(policy, "encode_prompt", spy)
+    exps = [Exp(7, "keep moving east", "strategy"), Exp(9, "walking west wastes steps", "warning")]
+    calls = []
+
+    def retrieve(clusters, texts):
+        calls.append((list(clusters), list(texts)))
+        return [exps for _ in texts]
+
+    ro = _collect(policy, retrieve=retrieve)
+    assert all(r == (7, 9) for r in ro.retrieved)
+    assert all(
+        "Tips:\n- keep moving east" in s and "Avoid:\n- walking west wastes steps" in s
+        for s in seen
+    )
+    assert sum(len(c[0]) for c in calls) == len(ro)
+    assert ro.stats()["retrieval_fraction"] == 1.0
+
+
+def test_empty_library_gives_the_plain_grpo_prompts(policy: HFPolicy, monkeypatch) -> None:
+    def prompts_of(**kw):
+        seen = []
+        real = policy.encode_prompt
+        monkeypatch.setattr(policy, "encode_prompt", lambda m: seen.append(real(m)) or seen[-1])
+        _collect(policy, greedy=True, **kw)
+        monkeypatch.setattr(policy, "encode_prompt", real)
+        return seen
+
+    plain = prompts_of()
+    empty = prompts_of(retrieve=lambda clusters, texts: [[] for _ in texts])
+    assert plain == empty and len(plain) > 6
+
+
+def test_generate_mode_marks_unparsable_actions_invalid(policy: HFPolicy) -> None:
+    gen = HFPolicy(
+        policy.model, policy.tokenizer, mode="generate", max_new_tokens=3, parser=lambda t: None
+    )
+    ro = _collect(gen)
+    assert ro.invalid.all() and all(r.text == "" for r in ro.records)
+    assert all(len(e) == 6 and e.truncated for e in ro.episodes)
+
+
+def test_idle_envs_only_get_empty_actions(policy: HFPolicy) -> None:
+    venv = FakeVec(8)
+    ro = _collect(policy, venv)
+    assert len(ro.episodes) == 6 and all(r.text for r in ro.records)
+
+
+def test_bad_batch_size(policy: HFPolicy) -> None:
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        _collect(policy, FakeVec(4))
+
+
+# ---------------------------------------------------------------------------- prompt builder
+
+
+def _count(text: str) -> int:
+    return len(text.split())
+
+
+def test_experience_block_respects_the_budget_and_alternates_zones() -> None:
+    exps = [
+        Exp(1, "one two three", "strategy"),
+        Exp(2, "four five six seven", "strategy"),
+        Exp(3, "never do this", "warning"),
+    ]
+    text, ids = render_experiences(exps, _count, 100)
+    assert text == "Tips:\n- one two three\n- four five six seven\nAvoid:\n- never do this"
+    assert ids == (1, 2, 3)
+    text, ids = render_experiences(exps, _count, 10)  # the first strategy and the warning fit
+    assert ids == (1, 3) and _count(text) <= 10
+    assert render_experiences(exps, _count, 2) == ("", ())
+    assert system_message("rules", [], _count, 200) == ("rules", ())
+
+
+def test_example_entries_show_a_worked_step() -> None:
+    exp = Exp(
+        4, "go east when the exit is east", "strategy", "example", "You are in room 1.", "go east"
+    )
+    text, _ = render_experiences([exp], _count, 100)
+    assert (
+        text
+        == 'Tips:\n- Worked step: when you saw "You are in room 1.", the right action was "go east".'
+    )
+
+
+def test_user_message_and_fitting() -> None:
+    msg = user_message(
+        "Find the coin.",
+        [Turn("go east", "You are in the hall.")],
+        "You see a coin.",
+        ["take coin"],
+    )
+    assert (
+        msg
+        == "Task: Find the coin.\nHistory:\n> go east\nYou are in the hall.\nNow:\nYou see a coin.\nActions: take coin"
+    )
+
+    def encode(messages):
+        return " ".join(m["content"] for m in messages).split()
+
+    history = [Turn(f"go {i}", "word " * 5) for i in range(10)]
+    kw = dict(
+        rules="rules",
+        experiences=[],
+        task="t",
+        observation="obs " * 5,
+        admissible=None,
+        history_window=4,
+        history_chars=200,
+        budget_tokens=50,
+    )
+    full = build_prompt(encode, _count, history=history, max_prompt_tokens=1000, **kw)
+    assert full.messages[1]["content"].count("> go") == 4  # the window
+    short = build_prompt(encode, _count, history=history, max_prompt_tokens=30, **kw)
+    assert len(short.ids) <= 30 and "> go 9" in short.messages[1]["content"]  # newest kept
+    assert "> go 6" not in short.messages[1]["content"]
