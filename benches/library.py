@@ -19,6 +19,7 @@ Goal (issue 4): a cluster hit costs at most 5 microseconds per call, batch API a
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import statistics
 import sys
@@ -76,6 +77,13 @@ def python_lookup(pools: dict, entries: dict, c: int, ks: int = 2, kw: int = 1) 
     return s + w
 
 
+def faster(ref: float, ours: float) -> str:
+    r = ref / ours
+    return (
+        f"{r:.2f}x faster than plain Python" if r >= 1 else f"{1 / r:.2f}x slower than plain Python"
+    )
+
+
 def per_call_us(fn: Any, n: int, repeat: int) -> float:
     return best_of(fn, repeat=repeat, min_time=0.05) / n * 1e6
 
@@ -103,15 +111,19 @@ def bench_hits(lib: slea.ExperienceLibrary, repeat: int) -> dict[str, float]:
         out[f"hit_batch{g}_us"] = per_call_us(
             lambda cids=cids, texts=texts: lib.retrieve_batch(cids, texts), g, repeat
         )
-    # Cache misses: the first retrieval of each cluster after the library changed.
-    snap = _save(lib)
+    # Cache misses: the first retrieval of each cluster after the library changed (an outcome
+    # recorded between passes bumps the version; only the retrievals are timed).
+    some = lib.entries()[0].id
     best = float("inf")
     for _ in range(repeat):
-        fresh = slea.ExperienceLibrary.load(snap)
-        t0 = time.perf_counter()
-        for c in hit:
-            fresh.retrieve(c, text)
-        best = min(best, (time.perf_counter() - t0) / len(hit) * 1e6)
+        spent = 0.0
+        for _ in range(10):
+            lib.record_outcome([some], True)
+            t0 = time.perf_counter()
+            for c in hit:
+                retrieve(c, text)
+            spent += time.perf_counter() - t0
+        best = min(best, spent / (10 * len(hit)) * 1e6)
     out["hit_uncached_us"] = best
     return out
 
@@ -145,32 +157,34 @@ def bench_admission(rounds: int) -> dict[str, float]:
 
     rng = random.Random(3)
     batches = [candidates(rng, 15, 1000) for _ in range(rounds)]
-    # Rust: batches of 15 into a full library at successive iterations (paper rate limits).
-    lib = full_library()
-    lib2 = slea.ExperienceLibrary(slea.LibraryConfig(), embedder=lib.embedder)
-    lib2._init(slea.ExperienceLibrary.load(_save(lib))._inner, lib2.config, lib2.embedder)
-    t0 = time.perf_counter()
-    for k, b in enumerate(batches, start=1):
-        lib2.admit(b, iteration=k)
-    rust_s = time.perf_counter() - t0
+    # Rust: batches of 15 into the full library at successive iterations (rate limits lifted,
+    # as in the reference below), embedding included; best of 3 from the same snapshot.
+    snap = _save(full_library())
+    rust_s = float("inf")
+    for _ in range(3):
+        lib2 = slea.ExperienceLibrary.load(snap)
+        t0 = time.perf_counter()
+        for k, b in enumerate(batches, start=1):
+            lib2.admit(b, iteration=k)
+        rust_s = min(rust_s, time.perf_counter() - t0)
     # Reference: the same rules in plain Python on the same vectors (embedding excluded).
-    cfg = slea.LibraryConfig()
     ref = RefLibrary((100, 50), (10, 5), 0.85, 0.2, 500, 16, 10_000, 32)
     seed_c = candidates(random.Random(7), 3000, 1000)
     vec = slea.HashingEmbedder(256).embed([c.text for c in seed_c])
     ref.rate = {"strategy": 1e9, "warning": 1e9}
     ref.tokens = dict(ref.rate)
     ref.admit([_ref_cand(c, v) for c, v in zip(seed_c, vec, strict=True)], 0)
-    ref.rate = {"strategy": cfg.max_strategies_per_step, "warning": cfg.max_warnings_per_step}
-    ref.tokens = dict(ref.rate)
     ref_in = []
     for b in batches:
         v = slea.HashingEmbedder(256).embed([c.text for c in b])
         ref_in.append([_ref_cand(c, x) for c, x in zip(b, v, strict=True)])
-    t0 = time.perf_counter()
-    for k, b in enumerate(ref_in, start=1):
-        ref.admit(b, k)
-    ref_s = time.perf_counter() - t0
+    ref_s = float("inf")
+    for _ in range(3):
+        r = copy.deepcopy(ref)
+        t0 = time.perf_counter()
+        for k, b in enumerate(ref_in, start=1):
+            r.admit(b, k)
+        ref_s = min(ref_s, time.perf_counter() - t0)
     n = 15 * rounds
     return {
         "admit_batch15_ms": rust_s / rounds * 1e3,
@@ -236,7 +250,7 @@ def main(argv: list[str]) -> int:
             "measure": "cluster hit, single retrieve() call",
             "value": r["hit_single_us"],
             "unit": "us/call",
-            "vs reference": f"{r['hit_python_ref_us'] / r['hit_single_us']:.2f}x faster than plain Python",
+            "vs reference": faster(r["hit_python_ref_us"], r["hit_single_us"]),
         },
         {
             "measure": "cluster hit, binding call only (FFI floor)",
@@ -256,7 +270,7 @@ def main(argv: list[str]) -> int:
             "measure": "cluster hit, first retrieval after a change (cache miss)",
             "value": r["hit_uncached_us"],
             "unit": "us/call",
-            "vs reference": f"{r['hit_python_ref_us'] / r['hit_uncached_us']:.2f}x faster than plain Python",
+            "vs reference": faster(r["hit_python_ref_us"], r["hit_uncached_us"]),
         }
     )
     for g in (16, 64, 256):
@@ -266,7 +280,7 @@ def main(argv: list[str]) -> int:
                 "measure": f"cluster hit, retrieve_batch of {g}, amortised",
                 "value": v,
                 "unit": "us/step",
-                "vs reference": f"{r['hit_python_ref_us'] / v:.2f}x faster than plain Python",
+                "vs reference": faster(r["hit_python_ref_us"], v),
             }
         )
     rows += [

@@ -10,7 +10,7 @@
 //! 2. `rate_limited`: the zone's token bucket (capacity = refill per iteration =
 //!    `rate_per_step[zone]`, clock = the iteration) has no token. A token is spent only when a
 //!    candidate is admitted, so duplicates and rejects do not use up the step's budget.
-//! 3. `duplicate`: cosine >= `novelty_threshold` to an entry of the same zone (any level; the
+//! 3. `duplicate`: cosine >= `novelty_threshold` to an entry of the same zone (exact scan, any level; the
 //!    most similar, ties to the lowest id). That entry keeps the higher score, merges the
 //!    provenance (episode and cluster ids, bounded to the `max_provenance` most recent), takes the
 //!    newer iteration, adopts a demonstration if it had none, and is linked to the candidate's
@@ -511,8 +511,8 @@ impl Library {
                     + 8 * (e.episode_ids.capacity() + e.cluster_ids.capacity())
                     + e.observation.as_ref().map_or(0, String::capacity)
                     + e.action.as_ref().map_or(0, String::capacity)
-                    + 4 * dim // the entry's own vector
-                    + 4 * dim + 8 + 16 // zone matrix row, id, row map
+                    + 4 * dim // the entry's own vector (the index keeps another)
+                    + 16 // the Arc's counters
                     + 2 * (8 + 16) // entry map and bucket set
             })
             .sum();
