@@ -348,12 +348,12 @@ def packed_candidate_scores(
         cand.append(cnd)
         pos.append(ps)
     width = max(len(t) for t in tokens)
-    for t, m, c, p in zip(tokens, member, cand, pos, strict=True):
-        pad = width - len(t)
-        t.extend([pad_id] * pad)
-        m.extend([-2] * pad)
-        c.extend([-1] * pad)
-        p.extend([0] * pad)
+    for row_t, row_m, row_c, row_p in zip(tokens, member, cand, pos, strict=True):
+        pad = width - len(row_t)
+        row_t.extend([pad_id] * pad)
+        row_m.extend([-2] * pad)
+        row_c.extend([-1] * pad)
+        row_p.extend([0] * pad)
     ids = torch.tensor(tokens, device=device)
     mem_t = torch.tensor(member, device=device)
     cnd_t = torch.tensor(cand, device=device)
