@@ -77,7 +77,8 @@ class StepBatch:
         invalid: bool, shape (n,): the step's action was invalid (default: all False).
         action_key: uint64, shape (n,), optional: the action taken; required by ``salt``.
 
-    The columns are stored as read-only contiguous copies (int64, float64, uint64, bool).
+    The batch keeps one validated copy of the columns (int64, float64, uint64, bool); the
+    attributes ``group``, ``episode``, ... return read-only numpy copies of them.
 
     Raises:
         TypeError: a column has a dtype that cannot represent it (the message names it).
@@ -85,15 +86,8 @@ class StepBatch:
             repeats within an episode, or a value is out of range (the message names the column).
     """
 
-    __slots__ = ("_inner", "action_key", "episode", "group", "invalid", "key", "reward", "step")
+    __slots__ = ("_inner",)
 
-    group: npt.NDArray[np.int64]
-    episode: npt.NDArray[np.int64]
-    step: npt.NDArray[np.int64]
-    reward: npt.NDArray[np.float64]
-    key: npt.NDArray[np.uint64]
-    invalid: npt.NDArray[np.bool_]
-    action_key: npt.NDArray[np.uint64] | None
     _inner: _core.StepBatch
 
     def __init__(
@@ -108,20 +102,15 @@ class StepBatch:
     ) -> None:
         g = _int64_column("group", group, None)
         n = len(g)
-        columns: dict[str, Any] = {
-            "group": g,
-            "episode": _int64_column("episode", episode, n),
-            "step": _int64_column("step", step, n),
-            "reward": _reward_column(reward, n),
-            "key": _key_column("key", key, n),
-            "invalid": _invalid_column(invalid, n),
-            "action_key": None if action_key is None else _key_column("action_key", action_key, n),
-        }
-        inner = _core.StepBatch(**columns)
-        for name, value in columns.items():
-            if value is not None:
-                value.flags.writeable = False
-            object.__setattr__(self, name, value)
+        inner = _core.StepBatch(
+            group=g,
+            episode=_int64_column("episode", episode, n),
+            step=_int64_column("step", step, n),
+            reward=_reward_column(reward, n),
+            key=_key_column("key", key, n),
+            invalid=_invalid_column(invalid, n),
+            action_key=None if action_key is None else _key_column("action_key", action_key, n),
+        )
         object.__setattr__(self, "_inner", inner)
 
     @classmethod
@@ -139,11 +128,14 @@ class StepBatch:
         with rewards ``reward[i]``, keys ``key[i]`` and, optionally, flags ``invalid[i]`` and
         actions ``action_key[i]``, each of the same length as ``reward[i]``.
         """
+        per_episode = {"reward": reward, "key": key, "invalid": invalid, "action_key": action_key}
+        for name, lists in per_episode.items():
+            if lists is not None and not all(hasattr(xs, "__len__") for xs in _sized(name, lists)):
+                raise TypeError(f"{name}: expected a sequence of per-episode sequences")
         n_episodes = len(reward)
-        if len(group) != n_episodes:
+        if len(_sized("group", group)) != n_episodes:
             raise ValueError(f"group: has {len(group)} episodes but reward has {n_episodes}")
         lengths = np.array([len(r) for r in reward], dtype=np.int64)
-        per_episode = {"key": key, "invalid": invalid, "action_key": action_key}
         for name, lists in per_episode.items():
             if lists is None:
                 continue
@@ -172,6 +164,46 @@ class StepBatch:
     def __len__(self) -> int:
         return len(self._inner)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        columns = (self.group, self.episode, self.step, self.reward, self.key, self.invalid)
+        return (StepBatch, (*columns, self.action_key))
+
+    @property
+    def group(self) -> npt.NDArray[np.int64]:
+        """int64, shape (n,): the task group of each row (read-only copy)."""
+        return _readonly(self._inner.group)
+
+    @property
+    def episode(self) -> npt.NDArray[np.int64]:
+        """int64, shape (n,): the episode id of each row (read-only copy)."""
+        return _readonly(self._inner.episode)
+
+    @property
+    def step(self) -> npt.NDArray[np.int64]:
+        """int64, shape (n,): the step index of each row (read-only copy)."""
+        return _readonly(self._inner.step)
+
+    @property
+    def reward(self) -> npt.NDArray[np.float64]:
+        """float64, shape (n,): the per-step reward (read-only copy)."""
+        return _readonly(self._inner.reward)
+
+    @property
+    def key(self) -> npt.NDArray[np.uint64]:
+        """uint64, shape (n,): the step-group key (read-only copy)."""
+        return _readonly(self._inner.key)
+
+    @property
+    def invalid(self) -> npt.NDArray[np.bool_]:
+        """bool, shape (n,): the invalid-action flag (read-only copy)."""
+        return _readonly(self._inner.invalid)
+
+    @property
+    def action_key(self) -> npt.NDArray[np.uint64] | None:
+        """uint64, shape (n,), or None: the action taken (read-only copy)."""
+        actions = self._inner.action_key
+        return None if actions is None else _readonly(actions)
+
     @property
     def n_episodes(self) -> int:
         """Number of distinct episodes."""
@@ -186,7 +218,7 @@ class StepBatch:
         raise AttributeError(f"StepBatch is immutable; cannot set {name!r}")
 
     def __repr__(self) -> str:
-        actions = "yes" if self.action_key is not None else "no"
+        actions = "yes" if self._inner.has_action_key else "no"
         return (
             f"StepBatch(rows={len(self)}, episodes={self.n_episodes}, groups={self.n_groups}, "
             f"action_key={actions})"
@@ -243,7 +275,7 @@ def compute_advantages(
     step_weight = _real("step_weight", step_weight)
     invalid_penalty = _real("invalid_penalty", invalid_penalty, low=0.0)
     eps = _real("eps", eps, low=0.0, open_low=True)
-    if estimator == "salt" and batch.action_key is None:
+    if estimator == "salt" and not batch._inner.has_action_key:
         raise ValueError(
             "action_key: the salt estimator needs the action taken at every step; "
             "build the StepBatch with action_key=..."
@@ -252,6 +284,12 @@ def compute_advantages(
         batch._inner, estimator, gamma, mode, step_weight, invalid_penalty, eps
     )
     return Advantages(adv, episode, step, ret)
+
+
+def _sized(name: str, value: object) -> Sequence[Any]:
+    if not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(f"{name}: expected a sequence, got {type(value).__name__}")
+    return value  # type: ignore[return-value]
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -302,7 +340,7 @@ def _int64_column(name: str, values: object, n: int | None) -> npt.NDArray[np.in
         raise TypeError(f"{name}: expected integers, got dtype {arr.dtype}")
     if arr.dtype.kind == "u" and int(arr.max()) > _INT64_MAX:
         raise ValueError(f"{name}: values must fit in int64, got {int(arr.max())}")
-    return np.array(arr, dtype=np.int64)
+    return np.asarray(arr, dtype=np.int64)
 
 
 def _key_column(name: str, values: object, n: int) -> npt.NDArray[np.uint64]:
@@ -312,8 +350,8 @@ def _key_column(name: str, values: object, n: int) -> npt.NDArray[np.uint64]:
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer keys (uint64), got dtype {arr.dtype}")
     if arr.dtype.kind == "i":
-        return np.array(arr, dtype=np.int64).view(np.uint64)
-    return np.array(arr, dtype=np.uint64)
+        return np.asarray(arr, dtype=np.int64).view(np.uint64)
+    return np.asarray(arr, dtype=np.uint64)
 
 
 def _reward_column(values: object, n: int) -> npt.NDArray[np.float64]:
@@ -322,12 +360,7 @@ def _reward_column(values: object, n: int) -> npt.NDArray[np.float64]:
         return np.empty(0, dtype=np.float64)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"reward: expected real numbers, got dtype {arr.dtype}")
-    out = np.array(arr, dtype=np.float64)
-    finite = np.isfinite(out)
-    if not finite.all():
-        row = int(np.argmin(finite))
-        raise ValueError(f"reward: must be finite, row {row} is {out[row]}")
-    return out
+    return np.asarray(arr, dtype=np.float64)  # finiteness is checked in Rust, same message
 
 
 def _invalid_column(values: object, n: int) -> npt.NDArray[np.bool_]:
@@ -337,12 +370,17 @@ def _invalid_column(values: object, n: int) -> npt.NDArray[np.bool_]:
     if arr.size == 0:
         return np.empty(0, dtype=np.bool_)
     if arr.dtype.kind == "b":
-        return np.array(arr, dtype=np.bool_)
+        return np.asarray(arr, dtype=np.bool_)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"invalid: expected booleans, got dtype {arr.dtype}")
     if not np.isin(arr, (0, 1)).all():
         raise ValueError("invalid: integer flags must be 0 or 1")
     return arr.astype(np.bool_)
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
 
 
 __all__ = ["ESTIMATORS", "MODES", "Advantages", "StepBatch", "compute_advantages"]

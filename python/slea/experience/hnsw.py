@@ -32,20 +32,30 @@ __all__ = ["HnswIndex"]
 
 _U64_MAX = 2**64 - 1
 _U32_MAX = 2**32 - 1
+_I63_MAX = 2**63 - 1
+_MAX_DIM = 1 << 16
+_MAX_M = 4096
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-def _positive_int(value: object, name: str) -> int:
+def _int_in(value: object, name: str, lo: int, hi: int) -> int:
+    """``value`` as an int in ``[lo, hi]`` (bools are not ints here)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
     return int(value)
+
+
+def _positive_int(value: object, name: str) -> int:
+    return _int_in(value, name, 1, _I63_MAX)
 
 
 def _uint_array(values: object, name: str, top: int, dtype: type[np.generic]) -> np.ndarray:
     """1-D array of integers in ``[0, top]`` (a scalar becomes one element)."""
     arr = np.asarray(values)
+    if arr.size == 0 and arr.ndim <= 1:
+        return np.zeros(0, dtype=dtype)
     if arr.dtype == object:
         flat = arr.reshape(-1).tolist()
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in flat):
@@ -120,17 +130,18 @@ class HnswIndex:
     """HNSW index of unit vectors with ``uint64`` ids and ``uint32`` tags (cosine similarity).
 
     Args:
-        dim: vector dimension (1 to 65536).
+        dim: vector dimension, 1 to 65536.
         m: links per node on upper layers (``2 m`` on layer 0), 2 to 4096.
         ef_construction: candidate list size while inserting (quality of the graph).
         ef: default candidate list size while searching (raised to ``k`` when smaller).
         seed: seed of the level generator; same seed and same operations give the same graph.
         flat_threshold: at most this many live entries (or entries passing a filter) are
             searched exactly by a flat scan.
-        max_elements: most live entries accepted (``None``: unbounded); memory is reserved.
+        max_elements: most live entries accepted, up to ``2**32 - 1`` (``None``: unbounded);
+            memory for them is reserved up front.
     """
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_dim", "_inner")
 
     def __init__(
         self,
@@ -143,28 +154,24 @@ class HnswIndex:
         flat_threshold: int = 256,
         max_elements: int | None = None,
     ) -> None:
-        dim = _positive_int(dim, "dim")
-        m = _positive_int(m, "m")
+        dim = _int_in(dim, "dim", 1, _MAX_DIM)
+        m = _int_in(m, "m", 2, _MAX_M)
         ef_construction = _positive_int(ef_construction, "ef_construction")
         ef = _positive_int(ef, "ef")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        if not 0 <= seed <= _U64_MAX:
-            raise ValueError(f"seed must lie in [0, 2**64 - 1], got {seed}")
-        if isinstance(flat_threshold, bool) or not isinstance(flat_threshold, (int, np.integer)):
-            raise TypeError("flat_threshold must be an int")
-        if flat_threshold < 0:
-            raise ValueError(f"flat_threshold must be >= 0, got {flat_threshold}")
+        seed = _int_in(seed, "seed", 0, _U64_MAX)
+        flat_threshold = _int_in(flat_threshold, "flat_threshold", 0, _I63_MAX)
         if max_elements is not None:
-            max_elements = _positive_int(max_elements, "max_elements")
+            max_elements = _int_in(max_elements, "max_elements", 1, _U32_MAX)
         self._inner = _core.HnswIndex(
-            dim, m, ef_construction, ef, int(seed), int(flat_threshold), max_elements
+            dim, m, ef_construction, ef, seed, flat_threshold, max_elements
         )
+        self._dim = dim
 
     @classmethod
     def _wrap(cls, inner: _core.HnswIndex) -> HnswIndex:
         obj = cls.__new__(cls)
         obj._inner = inner
+        obj._dim = inner.params()[0]
         return obj
 
     # -- parameters -------------------------------------------------------------------------
@@ -172,7 +179,7 @@ class HnswIndex:
     @property
     def dim(self) -> int:
         """Vector dimension."""
-        return self._inner.params()[0]
+        return self._dim
 
     @property
     def m(self) -> int:
@@ -254,7 +261,7 @@ class HnswIndex:
     def remove(self, ids: npt.ArrayLike) -> None:
         """Remove one id or a 1-D collection of ids; all-or-nothing.
 
-        Raises ``KeyError`` if an id is not present (or repeated). Removed entries are
+        Raises ``KeyError`` if an id is not present, ``ValueError`` if one repeats. Removed entries are
         tombstoned: they still route searches, are never returned, and their slots are reused
         by later inserts.
         """
@@ -279,7 +286,7 @@ class HnswIndex:
             ef: candidate list size (default :attr:`ef`; raised to ``k``).
             tag_filter: allowed tags (a set, list or array of ints); only entries whose tag
                 is in it are returned. The filter is applied inside the graph search.
-            num_threads: threads for a batch (the GIL is released either way).
+            num_threads: threads for a batch, 1 to 1024 (the GIL is released either way).
 
         Returns:
             ``(ids, scores)``: ``uint64`` ids and ``float32`` cosine similarities, of shape
@@ -297,13 +304,13 @@ class HnswIndex:
             isinstance(query, np.ndarray)
             and query.ndim == 1
             and query.dtype == np.float32
-            and query.shape[0] == self.dim
+            and query.shape[0] == self._dim
         ):
             return self._inner.search_one(query, k, ef, allowed)
         rows = _float_rows(query, "query", self.dim)
         if np.ndim(query) == 1:
             return self._inner.search_one(rows[0], k, ef, allowed)
-        threads = _positive_int(num_threads, "num_threads")
+        threads = _int_in(num_threads, "num_threads", 1, 1024)
         return self._inner.search(rows, k, ef, allowed, threads)
 
     def __len__(self) -> int:

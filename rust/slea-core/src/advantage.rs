@@ -5,8 +5,9 @@
 //! step-group `key` (an anchor-observation hash for GiGPO, an observation-cluster id for SLEA,
 //! the state key for SALT), the `invalid`-action flag and, for SALT, an `action_key`.
 //! Building it validates the columns and lays the rows out episode by episode in `step` order
-//! (O(n): one hash pass over episodes, a counting sort, and a sort of an episode's rows only when
-//! they arrive out of order).
+//! (O(n): one pass with a hash lookup per run of rows of the same episode, a counting sort only
+//! when episodes are interleaved, and a sort of an episode's rows only when they arrive out of
+//! step order).
 //!
 //! [`compute_advantages`] then follows verl-agent's GiGPO (`gigpo/core_gigpo.py`), with `p` the
 //! invalid-action penalty and `v` a row's invalid flag (0 or 1):
@@ -237,51 +238,14 @@ impl StepBatch {
     /// repeated (episode, step)) and lay the rows out. O(n) for rows that arrive in step order.
     pub fn new(cols: Columns) -> Result<Self> {
         cols.validate()?;
-        let n = cols.len();
-        let mut episodes: FastMap<i64, u32> = FastMap::default();
-        let mut groups: FastMap<i64, u32> = FastMap::default();
-        let mut row_episode = Vec::with_capacity(n);
-        let mut row_group = Vec::with_capacity(n);
-        let mut ep_group: Vec<(i64, u32)> = Vec::new();
-        let mut ep_len: Vec<u32> = Vec::new();
-        for r in 0..n {
-            let next = ep_group.len() as u32;
-            let e = *episodes.entry(cols.episode[r]).or_insert(next);
-            if e == next {
-                let next_group = groups.len() as u32;
-                let g = *groups.entry(cols.group[r]).or_insert(next_group);
-                ep_group.push((cols.group[r], g));
-                ep_len.push(0);
-            }
-            let (group_id, g) = ep_group[e as usize];
-            if group_id != cols.group[r] {
-                let (ep, other) = (cols.episode[r], cols.group[r]);
-                let msg = format!("episode {ep} appears in groups {group_id} and {other}; an episode belongs to exactly one group");
-                return Err(Error::invalid("group", msg));
-            }
-            ep_len[e as usize] += 1;
-            row_episode.push(e);
-            row_group.push(g);
-        }
-        let mut ep_start = Vec::with_capacity(ep_len.len() + 1);
-        let mut total = 0u32;
-        ep_start.push(0);
-        for len in &ep_len {
-            total += len;
-            ep_start.push(total);
-        }
-        let mut fill: Vec<u32> = ep_start[..ep_len.len()].to_vec();
-        let mut order = vec![0u32; n];
-        for (r, &e) in row_episode.iter().enumerate() {
-            order[fill[e as usize] as usize] = r as u32;
-            fill[e as usize] += 1;
-        }
+        let index = EpisodeIndex::build(&cols)?;
+        let (order, ep_start) = index.layout();
         let batch = StepBatch {
             cols,
             order,
             ep_start,
-            row_group,
-            n_groups: groups.len(),
+            row_group: index.row_group,
+            n_groups: index.n_groups,
         };
         batch.sort_episodes()
     }
@@ -341,6 +305,86 @@ impl StepBatch {
     }
 }
 
+/// Dense episode and group ids of every row, from one pass over the rows.
+struct EpisodeIndex {
+    row_episode: Vec<u32>,
+    row_group: Vec<u32>,
+    ep_len: Vec<u32>,
+    n_groups: usize,
+    /// Every episode's rows are adjacent (true for rollouts collected episode by episode).
+    contiguous: bool,
+}
+
+impl EpisodeIndex {
+    fn build(cols: &Columns) -> Result<Self> {
+        let n = cols.len();
+        let mut episodes: FastMap<i64, u32> = FastMap::default();
+        let mut groups: FastMap<i64, u32> = FastMap::default();
+        let mut ep_group: Vec<(i64, u32)> = Vec::new();
+        let mut index = EpisodeIndex {
+            row_episode: Vec::with_capacity(n),
+            row_group: Vec::with_capacity(n),
+            ep_len: Vec::new(),
+            n_groups: 0,
+            contiguous: true,
+        };
+        let mut run: Option<(i64, u32)> = None;
+        for r in 0..n {
+            let id = cols.episode[r];
+            let e = match run {
+                Some((run_id, e)) if run_id == id => e,
+                _ => {
+                    let next = ep_group.len() as u32;
+                    let e = *episodes.entry(id).or_insert(next);
+                    if e == next {
+                        let next_group = groups.len() as u32;
+                        let g = *groups.entry(cols.group[r]).or_insert(next_group);
+                        ep_group.push((cols.group[r], g));
+                        index.ep_len.push(0);
+                    } else {
+                        index.contiguous = false;
+                    }
+                    run = Some((id, e));
+                    e
+                }
+            };
+            let (group_id, g) = ep_group[e as usize];
+            if group_id != cols.group[r] {
+                let other = cols.group[r];
+                let msg = format!("episode {id} appears in groups {group_id} and {other}; an episode belongs to exactly one group");
+                return Err(Error::invalid("group", msg));
+            }
+            index.ep_len[e as usize] += 1;
+            index.row_episode.push(e);
+            index.row_group.push(g);
+        }
+        index.n_groups = groups.len();
+        Ok(index)
+    }
+
+    /// Rows episode after episode (a counting sort by dense episode, stable) and the offsets.
+    fn layout(&self) -> (Vec<u32>, Vec<u32>) {
+        let mut ep_start = Vec::with_capacity(self.ep_len.len() + 1);
+        let mut total = 0u32;
+        ep_start.push(0);
+        for len in &self.ep_len {
+            total += len;
+            ep_start.push(total);
+        }
+        let n = self.row_episode.len();
+        if self.contiguous {
+            return ((0..n as u32).collect(), ep_start);
+        }
+        let mut fill: Vec<u32> = ep_start[..self.ep_len.len()].to_vec();
+        let mut order = vec![0u32; n];
+        for (r, &e) in self.row_episode.iter().enumerate() {
+            order[fill[e as usize] as usize] = r as u32;
+            fill[e as usize] += 1;
+        }
+        (order, ep_start)
+    }
+}
+
 /// Per-row results of [`compute_advantages`], in the batch's row order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Advantages {
@@ -363,56 +407,35 @@ pub fn compute_advantages(batch: &StepBatch, params: &Params) -> Result<Advantag
         }
         (_, actions) => actions.unwrap_or_default(),
     };
-    let n = batch.len();
-    let penalty = |r: usize| {
-        if cols.invalid[r] {
-            params.invalid_penalty
-        } else {
-            0.0
+    let (mut step_values, mut scores, ep_score) = returns_and_scores(batch, params);
+    let step_return = to_f32(&step_values);
+    let (groups, n_groups) = (&batch.row_group, batch.n_groups);
+    normalise(&mut scores, groups, n_groups, Singleton::RawScore, params);
+    let (step_adv, weight) = match params.estimator {
+        Estimator::Grpo => {
+            step_values.fill(0.0);
+            (step_values, 0.0)
         }
-    };
-    let mut step_return = vec![0.0f64; n];
-    let mut score = vec![0.0f64; n];
-    let mut ep_score = vec![0.0f64; batch.n_episodes()];
-    for (e, total_out) in ep_score.iter_mut().enumerate() {
-        let rows = batch.episode_rows(e);
-        let total: f64 = rows.iter().map(|&r| cols.reward[r as usize]).sum();
-        *total_out = total;
-        let mut running = 0.0f64;
-        for &r in rows.iter().rev() {
-            let r = r as usize;
-            running = cols.reward[r] + params.gamma * running;
-            step_return[r] = running - penalty(r);
-            score[r] = total - penalty(r);
-        }
-    }
-    let episode_adv = normalise(
-        &score,
-        &batch.row_group,
-        batch.n_groups,
-        Singleton::RawScore,
-        params,
-    );
-    let step_adv = match params.estimator {
-        Estimator::Grpo => vec![0.0; n],
         Estimator::Gigpo | Estimator::Slea => {
-            let (ids, count) = dense_ids(n, |r| (batch.row_group[r], cols.key[r]));
-            normalise(&step_return, &ids, count, Singleton::Zero, params)
+            let (ids, count) = dense_ids(batch.len(), |r| (groups[r], cols.key[r]));
+            normalise(&mut step_values, &ids, count, Singleton::Zero, params);
+            (step_values, params.step_weight)
         }
-        Estimator::Salt => salt_step_advantages(batch, actions, &ep_score, params),
-    };
-    let weight = if params.estimator == Estimator::Grpo {
-        0.0
-    } else {
-        params.step_weight
+        Estimator::Salt => {
+            drop(step_values);
+            let adv = salt_step_advantages(batch, actions, &ep_score, params);
+            (adv, params.step_weight)
+        }
     };
     let out = Advantages {
-        advantage: (0..n)
-            .map(|r| (episode_adv[r] + weight * step_adv[r]) as f32)
+        advantage: scores
+            .iter()
+            .zip(&step_adv)
+            .map(|(&e, &s)| (e + weight * s) as f32)
             .collect(),
-        episode_advantage: to_f32(&episode_adv),
+        episode_advantage: to_f32(&scores),
         step_advantage: to_f32(&step_adv),
-        step_return: to_f32(&step_return),
+        step_return,
     };
     let columns = [
         &out.advantage,
@@ -428,6 +451,34 @@ pub fn compute_advantages(batch: &StepBatch, params: &Params) -> Result<Advantag
     Ok(out)
 }
 
+/// Per row: the discounted return minus the row's penalty, and the episode score (sum of the
+/// episode's rewards) minus the row's penalty; per episode: the score.
+fn returns_and_scores(batch: &StepBatch, p: &Params) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let cols = &batch.cols;
+    let n = batch.len();
+    let mut step_return = vec![0.0f64; n];
+    let mut score = vec![0.0f64; n];
+    let mut ep_score = vec![0.0f64; batch.n_episodes()];
+    for (e, total_out) in ep_score.iter_mut().enumerate() {
+        let rows = batch.episode_rows(e);
+        let total: f64 = rows.iter().map(|&r| cols.reward[r as usize]).sum();
+        *total_out = total;
+        let mut running = 0.0f64;
+        for &r in rows.iter().rev() {
+            let r = r as usize;
+            let penalty = if cols.invalid[r] {
+                p.invalid_penalty
+            } else {
+                0.0
+            };
+            running = cols.reward[r] + p.gamma * running;
+            step_return[r] = running - penalty;
+            score[r] = total - penalty;
+        }
+    }
+    (step_return, score, ep_score)
+}
+
 /// What a group of a single row normalises to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Singleton {
@@ -437,14 +488,8 @@ enum Singleton {
     Zero,
 }
 
-/// Normalise `values` within the groups `ids` (dense, `< n_ids`); see the module docs.
-fn normalise(
-    values: &[f64],
-    ids: &[u32],
-    n_ids: usize,
-    singleton: Singleton,
-    p: &Params,
-) -> Vec<f64> {
+/// Normalise `values` in place within the groups `ids` (dense, `< n_ids`); see the module docs.
+fn normalise(values: &mut [f64], ids: &[u32], n_ids: usize, singleton: Singleton, p: &Params) {
     let mut count = vec![0u32; n_ids];
     let mut mean = vec![0.0f64; n_ids];
     for (&v, &g) in values.iter().zip(ids) {
@@ -467,22 +512,18 @@ fn normalise(
             }
         }
     }
-    values
-        .iter()
-        .zip(ids)
-        .map(|(&v, &g)| {
-            let g = g as usize;
-            let centre = match (count[g], singleton) {
-                (1, Singleton::RawScore) => 0.0,
-                (1, Singleton::Zero) => v,
-                _ => mean[g],
-            };
-            match p.mode {
-                Mode::MeanNorm => v - centre,
-                Mode::MeanStdNorm => (v - centre) / (std[g] + p.eps),
-            }
-        })
-        .collect()
+    for (v, &g) in values.iter_mut().zip(ids) {
+        let g = g as usize;
+        let centre = match (count[g], singleton) {
+            (1, Singleton::RawScore) => 0.0,
+            (1, Singleton::Zero) => *v,
+            _ => mean[g],
+        };
+        *v = match p.mode {
+            Mode::MeanNorm => *v - centre,
+            Mode::MeanStdNorm => (*v - centre) / (std[g] + p.eps),
+        };
+    }
 }
 
 /// SALT step advantages: `Q(s, a) - V(s)` over distinct episodes, normalised, minus the penalty
@@ -569,14 +610,22 @@ fn for_each_distinct(
 }
 
 /// Dense ids (0, 1, ... in order of first appearance) of `key_of(r)` for rows `0..n`.
-fn dense_ids<K: Hash + Eq>(n: usize, key_of: impl Fn(usize) -> K) -> (Vec<u32>, usize) {
+fn dense_ids<K: Hash + Eq + Copy>(n: usize, key_of: impl Fn(usize) -> K) -> (Vec<u32>, usize) {
     let mut map: FastMap<K, u32> = FastMap::default();
-    let ids = (0..n)
-        .map(|r| {
-            let next = map.len() as u32;
-            *map.entry(key_of(r)).or_insert(next)
-        })
-        .collect();
+    let mut ids = Vec::with_capacity(n);
+    let mut last: Option<(K, u32)> = None;
+    for r in 0..n {
+        let key = key_of(r);
+        let id = match last {
+            Some((k, id)) if k == key => id,
+            _ => {
+                let next = map.len() as u32;
+                *map.entry(key).or_insert(next)
+            }
+        };
+        last = Some((key, id));
+        ids.push(id);
+    }
     (ids, map.len())
 }
 

@@ -506,7 +506,7 @@ impl Library {
                     + 2 * (8 + 16) // entry map and bucket set
             })
             .sum();
-        let index = self.index.to_bytes().len();
+        let index = self.index.memory_bytes();
         let pools = self.pools.len() * (size_of::<Pool>() + 24) + 16 * links;
         let cache: usize = self.cache.values().map(|(_, h)| 48 + 8 * h.len()).sum();
         per_entry + index + pools + cache

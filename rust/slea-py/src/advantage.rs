@@ -72,6 +72,43 @@ impl StepBatch {
     fn has_action_key(&self) -> bool {
         self.inner.columns().action_key.is_some()
     }
+
+    /// Copies of the validated columns, as numpy arrays (caller's row order).
+    #[getter]
+    fn group<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        PyArray1::from_slice(py, &self.inner.columns().group)
+    }
+
+    #[getter]
+    fn episode<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        PyArray1::from_slice(py, &self.inner.columns().episode)
+    }
+
+    #[getter]
+    fn step<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        PyArray1::from_slice(py, &self.inner.columns().step)
+    }
+
+    #[getter]
+    fn reward<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_slice(py, &self.inner.columns().reward)
+    }
+
+    #[getter]
+    fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        PyArray1::from_slice(py, &self.inner.columns().key)
+    }
+
+    #[getter]
+    fn invalid<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
+        PyArray1::from_slice(py, &self.inner.columns().invalid)
+    }
+
+    #[getter]
+    fn action_key<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<u64>>> {
+        let actions = self.inner.columns().action_key.as_deref();
+        actions.map(|a| PyArray1::from_slice(py, a))
+    }
 }
 
 type F32Array<'py> = Bound<'py, PyArray1<f32>>;

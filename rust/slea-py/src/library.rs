@@ -215,6 +215,7 @@ struct PyImport {
 }
 
 type DecisionTuple = (&'static str, Option<u64>, String, Vec<u64>);
+type SnapshotInfo = (String, u32, u32, Vec<(String, usize)>);
 
 /// The experience library (see `slea.ExperienceLibrary`).
 #[pyclass(module = "slea._core", name = "Library", frozen)]
@@ -554,10 +555,7 @@ fn write_file_atomic(py: Python<'_>, path: PathBuf, data: &[u8]) -> CoreResult<(
 
 /// Describe a snapshot file: `(kind, format version, schema version, [(section, bytes)])`.
 #[pyfunction]
-fn snapshot_info(
-    py: Python<'_>,
-    path: PathBuf,
-) -> CoreResult<(String, u32, u32, Vec<(String, usize)>)> {
+fn snapshot_info(py: Python<'_>, path: PathBuf) -> CoreResult<SnapshotInfo> {
     Ok(py.detach(|| {
         let bytes = slea_core::snapshot::read_file(&path)?;
         let s = slea_core::snapshot::Snapshot::parse_any(&bytes)?;

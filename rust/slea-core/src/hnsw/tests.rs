@@ -157,13 +157,15 @@ fn exact_roundtrip_and_remove() {
 
 #[test]
 fn recall_on_random_data() {
-    let (n, dim) = (5000, 24);
+    // Kept small for debug builds; tests/test_hnsw.py checks 5k points at ef=80 in release.
+    let (n, dim) = (2000, 16);
     let vecs = data(n + 200, dim, 1);
     let idx = build(
         n,
         dim,
         HnswParams {
             flat_threshold: 0,
+            ef_construction: 100,
             ..HnswParams::default()
         },
         &vecs,
@@ -575,7 +577,7 @@ fn structural_corruption_never_panics() {
     let body = &bytes[..bytes.len() - 8];
     let mut st = 1u64;
     let mut accepted = 0;
-    for _ in 0..4000 {
+    for _ in 0..2000 {
         let mut b = body.to_vec();
         let flips = 1 + graph::splitmix64(&mut st) % 3;
         for _ in 0..flips {
@@ -687,4 +689,17 @@ proptest! {
         prop_assert_eq!(back.ids(), { let mut v: Vec<u64> = model.iter().map(|e| e.0).collect(); v.sort_unstable(); v });
         prop_assert!(idx.stats().slots <= 40);
     }
+}
+
+#[test]
+fn newer_format_version_is_named() {
+    let idx = HnswIndex::new(4, HnswParams::default()).unwrap();
+    let mut b = idx.to_bytes();
+    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let err = HnswIndex::from_bytes(&b).unwrap_err().to_string();
+    assert!(err.contains("version 2 is not supported"), "{err}");
+    let mut b = idx.to_bytes();
+    b[0] = b'X';
+    let err = HnswIndex::from_bytes(&b).unwrap_err().to_string();
+    assert!(err.contains("bad magic"), "{err}");
 }

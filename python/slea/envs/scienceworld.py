@@ -1,0 +1,161 @@
+"""``slea/ScienceWorld-v0``: the scienceworld package's tasks (a Java simulator; needs Java 17+).
+
+::
+
+    env = gymnasium.make("slea/ScienceWorld-v0", task_name="find-non-living-thing",
+                         variations="train", max_episode_steps=100)
+    obs, info = env.reset(options={"task_id": 3})     # the 4th training variation
+
+``task_id`` i is the i-th variation of ``variations`` (ScienceWorld's train/dev/test split of the
+task's variations, or an explicit list). The first observation is the task description followed
+by the "look around" text; later ones are the simulator's replies. ``admissible_actions`` are
+ScienceWorld's valid action-object combinations; that list does not hold every phrasing the
+parser accepts (the gold path uses some that are not in it), so ``invalid_action`` is True only
+when the simulator does not understand the action ("No known action matches that input.").
+``score`` is ScienceWorld's 0-100 progress score (negative on failure), ``max_score`` 100;
+``won`` is a completed task with score 100, and a task that ends otherwise is lost.
+``state_key`` is the simulator's own "look around" text plus the inventory (whitespace-
+normalised), its ground truth. ``walkthrough`` is ScienceWorld's gold action sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from slea.envs.base import TextEnv, Transition
+from slea.errors import EnvError, require
+
+_NOT_UNDERSTOOD = ("No known action matches that input.",)
+_VARIATION_SETS = ("train", "dev", "test", "all")
+
+
+class ScienceWorldEnv(TextEnv):
+    """One ScienceWorld task, its variations as the env's tasks (needs the ``[envs]`` extra).
+
+    Args:
+        task_name: a ScienceWorld task name (``"boil"``, ``"find-non-living-thing"``, ...; see
+            ``scienceworld.ScienceWorldEnv().get_task_names()``) or its id (``"1-1"``).
+        variations: ``"train"``, ``"dev"``, ``"test"``, ``"all"`` or a list of variation indices.
+        simplifications: ScienceWorld simplification string (``""``, ``"easy"``,
+            ``"openDoors,selfWateringFlowerPots"``, ...).
+        reward_mode: ``"sparse"`` (1.0 on a win) or ``"dense"`` (score increments / 100).
+        gold_path: ask the simulator for the gold path (``info["walkthrough"]``) at each load.
+        render_mode: ``None``, ``"ansi"`` or ``"human"``.
+
+    Starting the JVM takes a few seconds; loading another variation about a second.
+    """
+
+    def __init__(
+        self,
+        task_name: str = "boil",
+        *,
+        variations: str | Sequence[int] = "train",
+        simplifications: str = "",
+        reward_mode: str = "sparse",
+        gold_path: bool = True,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(reward_mode=reward_mode, render_mode=render_mode)
+        module: Any = require("scienceworld", "envs", "slea/ScienceWorld-v0")
+        if not isinstance(task_name, str):
+            raise TypeError(f"task_name must be a str, got {type(task_name).__name__}")
+        if not isinstance(simplifications, str):
+            raise TypeError("simplifications must be a comma-separated str")
+        try:
+            self._sw = module.ScienceWorldEnv("", envStepLimit=1 << 30)
+        except Exception as exc:  # the JVM did not start
+            raise EnvError(
+                f"could not start the ScienceWorld simulator ({exc}); it needs Java 17 or newer "
+                "on PATH"
+            ) from exc
+        self.gold_path = bool(gold_path)
+        try:
+            self._sw.load(task_name, 0, simplifications, self.gold_path)
+        except ValueError as exc:
+            self._sw.close()
+            raise ValueError(f"task_name: {exc}") from exc
+        self.task_name = self._sw.taskName
+        self.simplifications = simplifications
+        self._loaded: int | None = None
+        self._set_loaded(0)
+        try:
+            self.variations = self._variations(variations)
+        except ValueError:
+            self.close()
+            raise
+
+    def _variations(self, variations: str | Sequence[int]) -> list[int]:
+        if isinstance(variations, str):
+            if variations not in _VARIATION_SETS:
+                raise ValueError(f"variations must be one of {_VARIATION_SETS} or a list of ints")
+            if variations == "all":
+                return list(range(self._sw.get_max_variations(self.task_name)))
+            get = {
+                "train": self._sw.get_variations_train,
+                "dev": self._sw.get_variations_dev,
+                "test": self._sw.get_variations_test,
+            }[variations]
+            return [int(v) for v in get()]
+        out = [int(v) for v in variations]
+        n = self._sw.get_max_variations(self.task_name)
+        bad = [v for v in out if not 0 <= v < n]
+        if not out or bad:
+            raise ValueError(f"variations must be non-empty indices in [0, {n}), bad: {bad}")
+        return out
+
+    def _set_loaded(self, variation: int) -> None:
+        self._loaded = variation
+        gold = self._sw.get_gold_action_sequence() if self.gold_path else None
+        self.walkthrough = list(gold) if gold and not gold[0].startswith("ERROR") else None
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.variations)
+
+    def _reset_task(self, task_id: int, options: dict[str, Any]) -> Transition:
+        variation = self.variations[task_id]
+        if self._loaded != variation:
+            self._sw.load(self.task_name, variation, self.simplifications, self.gold_path)
+            self._set_loaded(variation)
+        obs, info = self._sw.reset()
+        self.task_id = task_id
+        desc = str(info["taskDesc"]).strip()
+        self.task = desc.removeprefix("Task Description:").strip()
+        self.max_score = 100.0
+        return self._transition(f"{self.task}\n\n{obs.strip()}", info, done=False, invalid=False)
+
+    def _step_action(self, action: str) -> Transition:
+        obs, _, done, info = self._sw.step(" ".join(action.split()))
+        invalid = obs.strip().startswith(_NOT_UNDERSTOOD)
+        return self._transition(obs.strip(), info, done=bool(done), invalid=invalid)
+
+    def _transition(
+        self, text: str, info: dict[str, Any], *, done: bool, invalid: bool
+    ) -> Transition:
+        score = float(info["score"])
+        won = done and score >= 100
+        state_key = " ".join(f"{info['look']} | {info['inv']}".split())
+        return Transition(
+            observation=text,
+            score=score,
+            won=won,
+            lost=done and not won,
+            invalid=invalid,
+            admissible=list(info["valid"]),
+            state_key=state_key,
+            extra={"task_name": self.task_name, "variation": self.variations[self.task_id]},
+        )
+
+    def close(self) -> None:
+        """Shut the JVM down."""
+        sw = getattr(self, "_sw", None)
+        if sw is not None:
+            try:
+                sw.close()
+            except Exception:  # pragma: no cover - already gone
+                pass
+            self._sw = None
+
+    def __repr__(self) -> str:
+        return f"ScienceWorldEnv(task_name={self.task_name!r}, variations=<{self.num_tasks}>)"

@@ -1,0 +1,253 @@
+"""slea/TextWorld-v0 and the game generator (games are generated once per machine, then cached)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import gymnasium
+import pytest
+from conftest_envs import coin_games, games_cache, play, treasure_game
+
+pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
+
+from slea.envs.textworld import (
+    TextWorldEnv,
+    game_seed,
+    make_games,
+    resolve_games,
+    state_key_from_facts,
+)
+from slea.errors import EnvError
+
+
+@pytest.fixture(scope="module")
+def tw_games() -> dict[str, list[Path]]:
+    return coin_games()
+
+
+@pytest.fixture(scope="module")
+def tw_treasure_game() -> Path:
+    return treasure_game()
+
+
+# -- generation and cache -------------------------------------------------------------------------
+def test_make_games_reuses_the_cache(tw_games: dict[str, list[Path]]) -> None:
+    train = tw_games["train"]
+    assert [p.name for p in train] == ["train-0000.z8", "train-0001.z8"]
+    assert all(p.is_file() and p.with_suffix(".json").is_file() for p in train)
+    stamps = [p.stat().st_mtime_ns for p in train]
+    again = make_games(games_cache(), 2, seed=0, kind="coin", level=3, split="train")
+    assert again == train
+    assert [p.stat().st_mtime_ns for p in train] == stamps  # nothing was regenerated
+    assert (train[0].parent / "params.json").is_file()
+
+
+def test_make_games_prefix_is_stable(tw_games: dict[str, list[Path]]) -> None:
+    one = make_games(games_cache(), 1, seed=0, kind="coin", level=3, split="train")
+    assert one == tw_games["train"][:1]
+    assert make_games(games_cache(), 0, seed=0) == []
+
+
+def test_split_seeds_are_disjoint() -> None:
+    seeds = {
+        split: {game_seed("coin", 3, 0, split, i) for i in range(2000)}
+        for split in ("train", "valid", "test")
+    }
+    assert all(len(s) == 2000 for s in seeds.values())
+    assert not seeds["train"] & seeds["test"]
+    assert not seeds["train"] & seeds["valid"]
+    assert game_seed("coin", 3, 0, "train", 5) == game_seed("coin", 3, 0, "train", 5)
+    assert game_seed("coin", 3, 0, "train", 5) != game_seed("coin", 3, 1, "train", 5)
+
+
+def test_train_and_test_games_differ(tw_games: dict[str, list[Path]]) -> None:
+    objectives = set()
+    for path in tw_games["train"] + tw_games["test"]:
+        env = TextWorldEnv([path])
+        objectives.add(env.reset(options={"task_id": 0})[1]["task"])
+        env.close()
+    assert len(objectives) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"kind": "zork"}, "kind"),
+        ({"level": 0}, "level"),
+        ({"kind": "treasure", "level": 31}, "level"),
+        ({"split": "dev"}, "split"),
+        ({"n": -1}, "n must be"),
+        ({"settings": {"go": 6}}, "settings are only used"),
+        ({"kind": "cooking", "level": 1, "settings": {"speed": 2}}, "unknown cooking settings"),
+        ({"workers": 0}, "workers"),
+    ],
+)
+def test_make_games_validates(tmp_path: Path, kwargs: dict, match: str) -> None:
+    args = {"n": 1, "seed": 0, **kwargs}
+    n = args.pop("n")
+    with pytest.raises(ValueError, match=match):
+        make_games(tmp_path, n, **args)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_cli_make_textworld_uses_cache(
+    tw_games: dict[str, list[Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from slea.cli import main
+
+    argv = ["envs", "make-textworld", "--out", str(games_cache()), "--n", "2", "--n-test", "1"]
+    assert main([*argv, "--seed", "0", "--kind", "coin", "--difficulty", "3", "--quiet"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(p) for p in tw_games["train"] + tw_games["test"]]
+
+
+def test_cli_make_textworld_rejects_bad_level(tmp_path: Path) -> None:
+    from slea.cli import main
+
+    assert main(["envs", "make-textworld", "--out", str(tmp_path), "--n", "1", "--level", "0"]) == 2
+
+
+def test_resolve_games_errors(tmp_path: Path, tw_games: dict[str, list[Path]]) -> None:
+    with pytest.raises(FileNotFoundError, match="no such game"):
+        resolve_games([tmp_path / "missing.z8"])
+    with pytest.raises(ValueError, match="empty"):
+        resolve_games(tmp_path)
+    lone = tmp_path / "lone.z8"
+    shutil.copy(tw_games["train"][0], lone)
+    with pytest.raises(EnvError, match="sidecar"):
+        resolve_games([lone])
+    with pytest.raises(TypeError, match="games must be"):
+        resolve_games(3)  # type: ignore[arg-type]
+    assert set(tw_games["train"]) <= set(resolve_games(tw_games["train"][0].parent))
+
+
+# -- playing --------------------------------------------------------------------------------------
+def test_observations_are_clean(tw_games: dict[str, list[Path]]) -> None:
+    env = TextWorldEnv(tw_games["train"])
+    obs, info = env.reset(options={"task_id": 0})
+    assert obs.startswith(info["task"])  # objective first, ASCII-art banner dropped
+    assert "$$$$" not in obs and "\n>" not in obs and "\n\n\n" not in obs
+    assert "-= " in obs  # the first room
+    assert len(info["walkthrough"]) == 3  # coin collector level 3
+    assert info["game"] == str(tw_games["train"][0])
+    obs, *_ = env.step("inventory")
+    assert obs.startswith("You are carrying")
+    assert obs.count("-= ") == 1  # the room description was appended, once
+    obs, *_ = env.step("look")
+    assert obs.count("-= ") == 1  # look shows the room: not appended again
+    env.close()
+
+
+def test_description_and_inventory_options(tw_games: dict[str, list[Path]]) -> None:
+    plain = TextWorldEnv(tw_games["train"], include_description=False)
+    plain.reset(options={"task_id": 0})
+    obs, *_ = plain.step("inventory")
+    assert "-= " not in obs
+    inv = TextWorldEnv(tw_games["train"], include_inventory=True)
+    obs, info = inv.reset(options={"task_id": 0})
+    assert "You are carrying nothing." in obs
+    _, info = inv.reset(options={"task_id": 0})
+    for action in info["walkthrough"][:-1]:
+        obs, *_ = inv.step(action)
+    assert obs.endswith("You are carrying nothing.")
+
+
+def test_state_key_tracks_room_and_inventory(tw_games: dict[str, list[Path]]) -> None:
+    env = TextWorldEnv(tw_games["train"])
+    _, info = env.reset(options={"task_id": 0})
+    keys = [info["state_key"]]
+    for action in info["walkthrough"]:
+        keys.append(env.step(action)[4]["state_key"])
+    assert len(set(keys)) == len(keys)  # every step of the walkthrough changes the state
+    assert all(k.startswith("room: ") for k in keys)
+    assert "sees: coin" in keys[-2] and keys[-1].endswith("carries: coin")
+    assert env.reset(options={"task_id": 0})[1]["state_key"] == keys[0]
+
+
+def test_reset_by_game_path_and_switching(tw_games: dict[str, list[Path]]) -> None:
+    env = TextWorldEnv(tw_games["train"])
+    a = env.reset(options={"task_id": 1})
+    b = env.reset(options={"game": tw_games["train"][1]})
+    assert a[0] == b[0] and b[1]["task_id"] == 1
+    c = env.reset(options={"game": tw_games["test"][0]})
+    assert c[1]["task_id"] == -1 and c[0] != a[0]
+    total, terminated, _ = play(env, c[1]["walkthrough"])
+    assert terminated and total == 1.0
+    d = env.reset(options={"task_id": 1})
+    assert d[0] == a[0]
+
+
+def test_interpreter_commands_are_refused(tw_games: dict[str, list[Path]]) -> None:
+    env = TextWorldEnv(tw_games["train"])
+    _, info = env.reset(options={"task_id": 0})
+    start = info["state_key"]
+    for bad in ("restart", "save", "undo", "quit", "go south. go east", "look then look"):
+        obs, reward, terminated, _, info = env.step(bad)
+        assert info["invalid_action"] and reward == 0.0 and not terminated
+        assert info["state_key"] == start and "not available" in obs
+    total, terminated, _ = play(env, info["walkthrough"])  # the game still works
+    assert terminated and total == 1.0
+
+
+def test_odd_text_actions_do_not_break_the_game(tw_games: dict[str, list[Path]]) -> None:
+    env = TextWorldEnv(tw_games["train"])
+    _, info = env.reset(options={"task_id": 0})
+    for odd in ("", "   ", "é ü 日本", "x" * 5000, "go\nsouth"):
+        obs, *_ = env.step(odd)
+        assert isinstance(obs, str)
+    total, terminated, _ = play(env, info["walkthrough"])
+    assert terminated and total == 1.0
+
+
+def test_dense_equals_sparse_on_coin_collector(tw_games: dict[str, list[Path]]) -> None:
+    env = TextWorldEnv(tw_games["train"], reward_mode="dense")
+    _, info = env.reset(options={"task_id": 0})
+    assert play(env, info["walkthrough"])[0] == 1.0
+
+
+def test_treasure_hunter_walkthrough(tw_treasure_game: Path) -> None:
+    env = gymnasium.make("slea/TextWorld-v0", games=[tw_treasure_game], max_episode_steps=50)
+    _, info = env.reset(seed=0)
+    assert info["walkthrough"] and "room: " in info["state_key"]
+    total, terminated, last = play(env, info["walkthrough"])
+    assert terminated and total == 1.0 and last["won"]
+
+
+def _fact(name: str, *args: str) -> SimpleNamespace:
+    return SimpleNamespace(name=name, arguments=[SimpleNamespace(name=a) for a in args])
+
+
+def test_state_key_from_facts_visibility() -> None:
+    names = {"r_0": "kitchen", "r_1": "hall", "c_0": "chest", "c_1": "box", "s_0": "table",
+             "o_0": "apple", "o_1": "key", "o_2": "coin", "d_0": "door", "o_3": "pen"}  # fmt: skip
+    facts = [
+        _fact("at", "P", "r_0"),
+        _fact("at", "c_0", "r_0"),
+        _fact("at", "c_1", "r_0"),
+        _fact("at", "s_0", "r_0"),
+        _fact("closed", "c_0"),
+        _fact("open", "c_1"),
+        _fact("in", "o_0", "c_0"),  # hidden: chest closed
+        _fact("in", "o_1", "c_1"),  # visible: box open
+        _fact("on", "o_2", "s_0"),  # visible: on the table
+        _fact("at", "o_3", "r_1"),  # other room
+        _fact("link", "r_0", "d_0", "r_1"),
+        _fact("locked", "d_0"),
+        _fact("in", "o_3", "I"),
+        _fact("north_of", "r_1", "r_0"),
+    ]
+    key = state_key_from_facts(facts, names)
+    assert key == (
+        "room: kitchen | sees: box(open), chest(closed), coin, door(locked), key, table"
+        " | carries: pen"
+    )
+    assert state_key_from_facts(list(reversed(facts)), names) == key  # order-independent
+
+
+def test_env_needs_textworld_games(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        TextWorldEnv([tmp_path / "nope.z8"])
+    with pytest.raises(ValueError, match="empty"):
+        TextWorldEnv([])
