@@ -101,8 +101,8 @@ impl Library {
         k_warning: usize,
     ) -> Option<Hits> {
         let key = (cluster, k_strategy, k_warning);
-        self.tick += 1;
         let pool = self.pools.get_mut(&cluster)?;
+        self.tick += 1;
         pool.last_used = self.tick;
         self.counters.hits += 1;
         if let Some((v, hits)) = self.cache.get(&key) {
@@ -112,7 +112,8 @@ impl Library {
             }
         }
         let pool = self.pools.get(&cluster)?;
-        let mut out: Vec<Arc<Entry>> = Vec::with_capacity(k_strategy + k_warning);
+        let cap = pool.ids[0].len().min(k_strategy) + pool.ids[1].len().min(k_warning);
+        let mut out: Vec<Arc<Entry>> = Vec::with_capacity(cap);
         for (z, k) in [(0, k_strategy), (1, k_warning)] {
             let mut es: Vec<&Arc<Entry>> = pool.ids[z]
                 .iter()
@@ -153,6 +154,7 @@ impl Library {
         let mut out: Vec<Arc<Entry>> = Vec::new();
         if let Some(q) = q {
             for (zone, k) in [(Zone::Strategy, ks), (Zone::Warning, kw)] {
+                let k = k.min(self.zones[zone.index()].ids.len());
                 if k == 0 {
                     continue;
                 }

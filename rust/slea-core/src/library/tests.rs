@@ -518,3 +518,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn huge_k_is_safe() {
+    let mut lib = Library::new(params(5, 5)).unwrap();
+    let mut c = s("a", 1.0, 0);
+    c.cluster_ids = vec![1];
+    lib.admit(vec![c, cand("w", Zone::Warning, Level::Example, 0.0, 1)], 0)
+        .unwrap();
+    assert_eq!(
+        lib.retrieve_hit(1, usize::MAX, usize::MAX).unwrap().len(),
+        1
+    );
+    let h = lib
+        .retrieve_fallback(2, &onehot(1), usize::MAX, usize::MAX)
+        .unwrap();
+    assert_eq!(h.len(), 1);
+}
