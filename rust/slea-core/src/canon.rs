@@ -308,10 +308,7 @@ impl CanonSpec {
         let rules = values
             .into_iter()
             .enumerate()
-            .map(|(i, v)| {
-                serde_json::from_value::<Rule>(v)
-                    .map_err(|e| Error::invalid(format!("rules[{i}]"), e))
-            })
+            .map(|(i, v)| parse_rule(v).map_err(|e| Error::invalid(format!("rules[{i}]"), e)))
             .collect::<Result<Vec<_>>>()?;
         CanonSpec::new(rules)
     }
@@ -393,6 +390,22 @@ impl CanonSpec {
             .map(|t| self.simhash(t, &mut scratch))
             .collect()
     }
+}
+
+/// One rule from its JSON object; unknown fields are refused (serde ignores them on unit
+/// variants of an internally tagged enum, so they are checked against the rule's own fields).
+fn parse_rule(value: serde_json::Value) -> std::result::Result<Rule, String> {
+    let keys: Vec<String> = match &value {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        _ => return Err("must be an object such as {\"rule\": \"nfkc\"}".into()),
+    };
+    let rule: Rule = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    if let Ok(serde_json::Value::Object(known)) = serde_json::to_value(&rule) {
+        if let Some(k) = keys.iter().find(|k| !known.contains_key(k.as_str())) {
+            return Err(format!("unknown field `{k}`"));
+        }
+    }
+    Ok(rule)
 }
 
 /// A compiled rule.
