@@ -43,7 +43,7 @@ use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use enumerations::{EnumSorter, WordSet};
+use enumerations::EnumSorter;
 use text::{
     casefold, collapse_whitespace, drop_lines, keep_from_last, mask_ids, mask_numbers, nfkc,
 };
@@ -497,12 +497,9 @@ impl Step {
                 if articles.is_empty() {
                     return Err(Error::invalid(at("articles"), "must not be empty"));
                 }
-                Step::SortEnumerations(Box::new(EnumSorter {
-                    articles: WordSet::new(articles),
-                    conjunctions: WordSet::new(conjunctions),
-                    stop_words: WordSet::new(stop_words),
-                    lines: *lines,
-                }))
+                let sorter = EnumSorter::new(articles, conjunctions, stop_words, *lines)
+                    .map_err(|e| Error::invalid(at("articles"), e))?;
+                Step::SortEnumerations(Box::new(sorter))
             }
         })
     }
