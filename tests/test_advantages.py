@@ -173,6 +173,20 @@ def test_batch_is_immutable_and_owns_its_columns():
     assert batch.key.dtype == np.uint64 and batch.invalid.dtype == np.bool_
 
 
+def test_batch_pickles_by_value():
+    import pickle
+
+    batch = slea.StepBatch.from_episodes(
+        group=[1, 1], reward=[[0.0, 1.0], [0.5]], key=[[3, 4], [3]], action_key=[[0, 1], [1]]
+    )
+    copy = pickle.loads(pickle.dumps(batch))
+    assert repr(copy) == repr(batch)
+    for estimator in slea.ESTIMATORS:
+        a = slea.compute_advantages(batch, estimator)
+        b = slea.compute_advantages(copy, estimator)
+        np.testing.assert_array_equal(a.advantage, b.advantage)
+
+
 def test_signed_keys_are_reinterpreted_as_uint64():
     batch = slea.StepBatch(group=[0, 0], episode=[0, 1], step=[0, 0], reward=[1, 0], key=[-1, -1])
     assert batch.key.tolist() == [2**64 - 1, 2**64 - 1]

@@ -138,6 +138,10 @@ def test_from_episodes_checks_shapes():
         slea.StepBatch.from_episodes(group=[0], reward=[[0.0], [1.0]], key=[[0], [0]])
     with pytest.raises(ValueError, match=r"^key: episode 1 has 2 steps but reward has 1"):
         slea.StepBatch.from_episodes(group=[0, 0], reward=[[0.0], [1.0]], key=[[0], [0, 1]])
+    with pytest.raises(TypeError, match=r"^reward: expected a sequence of per-episode"):
+        slea.StepBatch.from_episodes(group=[0, 0], reward=[[0.0], 5], key=[[0], [0]])
+    with pytest.raises(TypeError, match=r"^group: expected a sequence, got int"):
+        slea.StepBatch.from_episodes(group=0, reward=[[0.0]], key=[[0]])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^invalid: has 1 episodes but reward has 2"):
         slea.StepBatch.from_episodes(
             group=[0, 0], reward=[[0.0], [1.0]], key=[[0], [0]], invalid=[[True]]

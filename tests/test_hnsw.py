@@ -6,10 +6,11 @@ import threading
 
 import numpy as np
 import pytest
-import slea
 from hypothesis import given
 from hypothesis import strategies as st
 from reference.hnsw_ref import knn
+
+import slea
 from slea import HnswIndex
 
 
@@ -184,6 +185,10 @@ def test_corrupt_bytes_raise_snapshot_error(tmp_path) -> None:
         bad[pos] ^= 1 << int(rng.integers(0, 8))
         with pytest.raises(slea.SnapshotError):
             HnswIndex.from_bytes(bytes(bad))
+    newer = bytearray(blob)
+    newer[8:12] = (2).to_bytes(4, "little")
+    with pytest.raises(slea.SnapshotError, match="version 2 is not supported"):
+        HnswIndex.from_bytes(bytes(newer))
     path = tmp_path / "bad.hnsw"
     path.write_bytes(blob[:-1])
     with pytest.raises(slea.SnapshotError):

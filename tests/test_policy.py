@@ -13,6 +13,7 @@ from slea.policy.hf import (  # noqa: E402
     LoraSpec,
     apply_lora,
     candidate_scores,
+    packed_candidate_scores,
     parse_first_line,
     parse_last_line,
     parse_tag,
@@ -77,6 +78,68 @@ def test_cached_choice_scores_match_naive_full_forward(policy: HFPolicy) -> None
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(("min_shared", "max_row_tokens"), [(1, 4096), (4, 60), (1000, 4096)])
+def test_packed_scores_of_episode_prompts_match_separate_scoring(
+    policy: HFPolicy, min_shared: int, max_row_tokens: int
+) -> None:
+    """Steps of an episode share a prefix; packing them in one row changes no score."""
+    system = {"role": "system", "content": "Find the coin."}
+    history = ["You are in the kitchen.", "go north", "You are in the hall. There is a coin."]
+    prompts = [
+        policy.encode_prompt([system, {"role": "user", "content": " ".join(history[:k])}])
+        for k in range(1, 4)
+    ]
+    prompts += [
+        prompts[-1],
+        prompts[0][:5],
+        _prompts(policy)[1],
+    ]  # repeat, a pure prefix, unrelated
+    acts = [ACTIONS[0], ACTIONS[1], ACTIONS[2], ["take coin", ""], ["look", "go south"], ACTIONS[0]]
+    cands = [[policy.action_ids(a) for a in row] for row in acts]
+    with torch.no_grad():
+        want = candidate_scores(policy.model, prompts, cands, policy.pad_id)
+        got = packed_candidate_scores(
+            policy.model,
+            prompts,
+            cands,
+            policy.pad_id,
+            min_shared=min_shared,
+            max_row_tokens=max_row_tokens,
+        )
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_packed_rows_are_fewer_than_prompts(policy: HFPolicy) -> None:
+    shapes: list[tuple[int, ...]] = []
+    handle = policy.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    system = {"role": "system", "content": "Find the coin."}
+    prompts = [
+        policy.encode_prompt([system, {"role": "user", "content": "go north " * k}])
+        for k in range(1, 6)
+    ]
+    try:
+        with torch.no_grad():
+            packed_candidate_scores(policy.model, prompts, [[(5, 6)]] * 5, policy.pad_id)
+    finally:
+        handle.remove()
+    assert shapes[0][0] == 1  # one row holds the five prompts
+    assert shapes[0][1] < sum(len(p) for p in prompts)
+
+
+def test_single_token_candidates_need_no_second_pass(policy: HFPolicy) -> None:
+    prompts = _prompts(policy)[:2]
+    cands = [[(policy.end_of_action_id,)], [(policy.end_of_action_id,), (5,)]]
+    with torch.no_grad():
+        got = candidate_scores(policy.model, prompts, cands, policy.pad_id)
+        last = torch.log_softmax(
+            policy.model(input_ids=torch.tensor([prompts[1]])).logits[0, -1].float(), -1
+        )
+    assert got.shape == (3,)
+    torch.testing.assert_close(got[1:], last[[policy.end_of_action_id, 5]], atol=1e-5, rtol=0)
+
+
 def test_choice_scores_all_actions_in_one_batched_pass(policy: HFPolicy) -> None:
     calls: list[tuple[int, ...]] = []
     handle = policy.model.register_forward_pre_hook(
@@ -86,9 +149,11 @@ def test_choice_scores_all_actions_in_one_batched_pass(policy: HFPolicy) -> None
         policy.choose(_prompts(policy), ACTIONS, generator=torch.Generator().manual_seed(0))
     finally:
         handle.remove()
-    # one pass over the 3 prompts, one pass over all 7 candidates on the cached keys/values
+    # one pass over the 3 prompts, then one pass over all 7 candidates, packed one row per
+    # prompt on the cached keys/values (the cache is never copied per candidate)
     assert len(calls) == 2
-    assert calls[0][0] == 3 and calls[1][0] == 7
+    packed = [sum(len(policy.action_ids(a)) - 1 for a in row) for row in ACTIONS]
+    assert calls[0][0] == 3 and calls[1] == (3, max(packed))
 
 
 def test_choice_records_are_token_exact(policy: HFPolicy) -> None:

@@ -128,11 +128,14 @@ class StepBatch:
         with rewards ``reward[i]``, keys ``key[i]`` and, optionally, flags ``invalid[i]`` and
         actions ``action_key[i]``, each of the same length as ``reward[i]``.
         """
+        per_episode = {"reward": reward, "key": key, "invalid": invalid, "action_key": action_key}
+        for name, lists in per_episode.items():
+            if lists is not None and not all(hasattr(xs, "__len__") for xs in _sized(name, lists)):
+                raise TypeError(f"{name}: expected a sequence of per-episode sequences")
         n_episodes = len(reward)
-        if len(group) != n_episodes:
+        if len(_sized("group", group)) != n_episodes:
             raise ValueError(f"group: has {len(group)} episodes but reward has {n_episodes}")
         lengths = np.array([len(r) for r in reward], dtype=np.int64)
-        per_episode = {"key": key, "invalid": invalid, "action_key": action_key}
         for name, lists in per_episode.items():
             if lists is None:
                 continue
@@ -160,6 +163,10 @@ class StepBatch:
 
     def __len__(self) -> int:
         return len(self._inner)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        columns = (self.group, self.episode, self.step, self.reward, self.key, self.invalid)
+        return (StepBatch, (*columns, self.action_key))
 
     @property
     def group(self) -> npt.NDArray[np.int64]:
@@ -277,6 +284,12 @@ def compute_advantages(
         batch._inner, estimator, gamma, mode, step_weight, invalid_penalty, eps
     )
     return Advantages(adv, episode, step, ret)
+
+
+def _sized(name: str, value: object) -> Sequence[Any]:
+    if not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(f"{name}: expected a sequence, got {type(value).__name__}")
+    return value  # type: ignore[return-value]
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

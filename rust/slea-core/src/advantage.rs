@@ -5,8 +5,9 @@
 //! step-group `key` (an anchor-observation hash for GiGPO, an observation-cluster id for SLEA,
 //! the state key for SALT), the `invalid`-action flag and, for SALT, an `action_key`.
 //! Building it validates the columns and lays the rows out episode by episode in `step` order
-//! (O(n): one hash pass over episodes, a counting sort, and a sort of an episode's rows only when
-//! they arrive out of order).
+//! (O(n): one pass with a hash lookup per run of rows of the same episode, a counting sort only
+//! when episodes are interleaved, and a sort of an episode's rows only when they arrive out of
+//! step order).
 //!
 //! [`compute_advantages`] then follows verl-agent's GiGPO (`gigpo/core_gigpo.py`), with `p` the
 //! invalid-action penalty and `v` a row's invalid flag (0 or 1):

@@ -107,18 +107,28 @@ fn lower_words(text: &str) -> String {
     s
 }
 
+/// Character trigrams of `<word>`: each window of three characters, hashed as UTF-8.
 fn add_trigrams(word: &str, acc: &mut [f64]) {
-    let chars: Vec<char> = std::iter::once('<')
-        .chain(word.chars())
-        .chain(std::iter::once('>'))
-        .collect();
-    let mut buf = [0u8; 12];
-    for win in chars.windows(3) {
-        let mut n = 0;
-        for c in win {
-            n += c.encode_utf8(&mut buf[n..]).len();
+    let bytes = word.as_bytes();
+    let mut start = 0;
+    let chars = word
+        .char_indices()
+        .map(|(i, _)| i)
+        .skip(1)
+        .chain(std::iter::once(word.len()))
+        .map(|end| {
+            let c = &bytes[start..end];
+            start = end;
+            c
+        })
+        .chain(std::iter::once(&b">"[..]));
+    let (mut p0, mut p1): (&[u8], Option<&[u8]>) = (b"<", None);
+    for c in chars {
+        if let Some(x) = p1 {
+            add(acc, feature_hash(TAG_TRIGRAM, &[p0, x, c]), W_TRIGRAM);
+            p0 = x;
         }
-        add(acc, feature_hash(TAG_TRIGRAM, &[&buf[..n]]), W_TRIGRAM);
+        p1 = Some(c);
     }
 }
 

@@ -13,6 +13,10 @@ use std::collections::BinaryHeap;
 /// astronomically unlikely, and the cap keeps the level in one byte).
 pub(crate) const MAX_LEVEL: usize = 31;
 
+/// Cache lines of a neighbour's vector prefetched before its distance is computed (the
+/// hardware prefetcher follows the rest; 1, 2 and 4 lines measured the same).
+const PREFETCH_LINES: usize = 2;
+
 /// A candidate ordered by distance, ties by slot (max-heap order: the farthest on top).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Far {
@@ -56,6 +60,7 @@ impl Ord for Near {
 /// between searches so that a query allocates nothing but its result.
 struct Scratch {
     visited: Vec<u16>,
+    fresh: Vec<u32>,
     generation: u16,
     near: BinaryHeap<Near>,
     far: BinaryHeap<Far>,
@@ -80,6 +85,7 @@ impl Scratch {
 thread_local! {
     static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch {
         visited: Vec::new(),
+        fresh: Vec::new(),
         generation: 0,
         near: BinaryHeap::new(),
         far: BinaryHeap::new(),
@@ -92,6 +98,7 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
         // Not reachable (searches do not nest), but a fresh scratch is always correct.
         Err(_) => f(&mut Scratch {
             visited: Vec::new(),
+            fresh: Vec::new(),
             generation: 0,
             near: BinaryHeap::new(),
             far: BinaryHeap::new(),
@@ -168,6 +175,26 @@ impl Graph {
     pub fn vector(&self, slot: u32) -> &[f32] {
         let s = slot as usize * self.dim;
         &self.vectors[s..s + self.dim]
+    }
+
+    /// Ask the CPU to start loading the first cache lines of a slot's vector.
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let v = self.vector(slot);
+            let n = (v.len() * 4).div_ceil(64).min(PREFETCH_LINES);
+            for i in 0..n {
+                // SAFETY: a prefetch never faults; the address lies inside `v`.
+                #[allow(unused_unsafe)]
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().add(i * 16).cast());
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
     }
 
     #[inline]
@@ -299,8 +326,13 @@ impl Graph {
     ) -> bool {
         s.begin(self.slots());
         let generation = s.generation;
-        let visited = &mut s.visited;
-        let (near, far) = (&mut s.near, &mut s.far);
+        let Scratch {
+            visited,
+            near,
+            far,
+            fresh,
+            ..
+        } = s;
         visited[ep as usize] = generation;
         let mut worst = f32::INFINITY;
         if accept(ep) {
@@ -313,12 +345,18 @@ impl Graph {
             if c.d > worst && far.len() >= ef {
                 break;
             }
+            // Mark the unvisited neighbours and prefetch their vectors first, so that the
+            // memory loads overlap instead of stalling one distance at a time.
+            fresh.clear();
             for &u in self.links(c.slot, level) {
                 let seen = &mut visited[u as usize];
-                if *seen == generation {
-                    continue;
+                if *seen != generation {
+                    *seen = generation;
+                    fresh.push(u);
+                    self.prefetch(u);
                 }
-                *seen = generation;
+            }
+            for &u in fresh.iter() {
                 let d = self.dist(q, u);
                 evals += 1;
                 if far.len() < ef || d < worst {

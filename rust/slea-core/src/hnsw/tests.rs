@@ -690,3 +690,22 @@ proptest! {
         prop_assert!(idx.stats().slots <= 40);
     }
 }
+
+#[test]
+fn newer_format_version_is_named() {
+    let idx = HnswIndex::new(4, HnswParams::default()).unwrap();
+    let mut b = idx.to_bytes();
+    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let err = HnswIndex::from_bytes(&b).unwrap_err().to_string();
+    assert!(err.contains("version 2 is not supported"), "{err}");
+    let mut b = idx.to_bytes();
+    b[0] = b'X';
+    let err = HnswIndex::from_bytes(&b).unwrap_err().to_string();
+    assert!(err.contains("bad magic"), "{err}");
+}
+
+#[test]
+fn index_is_send_and_sync() {
+    fn check<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    check::<HnswIndex>();
+}

@@ -82,9 +82,18 @@ pub fn sanitize(text: &str, max_chars: usize, keep_newlines: bool) -> Result<Str
 }
 
 fn one_pass(text: &str, keep_newlines: bool) -> String {
-    let normalised: String = text.nfkc().collect();
+    // ASCII is its own NFKC form; chat tokens all contain '<' or '['.
+    let normalised: String = if text.is_ascii() {
+        text.to_string()
+    } else {
+        text.nfkc().collect()
+    };
     let cleaned = strip_controls(&normalised);
-    let no_tokens = strip_tokens(&cleaned);
+    let no_tokens = if cleaned.contains(['<', '[']) {
+        strip_tokens(&cleaned)
+    } else {
+        cleaned
+    };
     let mut lines: Vec<String> = Vec::new();
     for line in no_tokens.split('\n') {
         let line = strip_roles(line);

@@ -56,10 +56,7 @@ fn check_invariants(lib: &Library) {
             let n = lib.buckets[z.index()][l.index()].len();
             assert!(n <= p.capacity[z.index()], "capacity exceeded");
         }
-        assert_eq!(
-            lib.zones[z.index()].ids.len(),
-            lib.entries(Some(z), None).len()
-        );
+        assert_eq!(lib.zone_len(z), lib.entries(Some(z), None).len());
     }
     assert_eq!(lib.index.len(), lib.entries.len());
     assert!(lib.pools.len() <= p.max_clusters);
@@ -517,4 +514,21 @@ proptest! {
             check_invariants(&lib);
         }
     }
+}
+
+#[test]
+fn huge_k_is_safe() {
+    let mut lib = Library::new(params(5, 5)).unwrap();
+    let mut c = s("a", 1.0, 0);
+    c.cluster_ids = vec![1];
+    lib.admit(vec![c, cand("w", Zone::Warning, Level::Example, 0.0, 1)], 0)
+        .unwrap();
+    assert_eq!(
+        lib.retrieve_hit(1, usize::MAX, usize::MAX).unwrap().len(),
+        1
+    );
+    let h = lib
+        .retrieve_fallback(2, &onehot(1), usize::MAX, usize::MAX)
+        .unwrap();
+    assert_eq!(h.len(), 1);
 }
