@@ -13,6 +13,8 @@ and the two sides alternate call by call, so the load of a shared machine hits b
 what makes the ratio trustworthy on a busy 2-core box. ``overhead`` = slea time / raw time - 1
 over all calls (resets and game switches included), ``step overhead`` the same for ``step`` calls
 only. The median over ``--repeat`` passes is reported (the first, warm-up pass is dropped).
+``wrapper share``: within slea's own side, the share of ``env.step`` time spent outside the
+package's own ``step`` call, which is free of side-to-side noise.
 Sokoban has no third-party package: its ``raw`` side is slea's own move function and grid
 renderer, so its overhead is the whole gymnasium env layer.
 
@@ -46,15 +48,49 @@ def _random_policy(seed: int) -> Callable[[list[str]], str]:
 
 # -- the two sides: reset(task) -> admissible actions; step(action) -> (admissible, done) ---------
 class _Slea:
-    def __init__(self, env: Any) -> None:
+    """slea's env; with ``inner`` set, also times the package's own ``step`` inside ``env.step``
+    (``env.unwrapped.<inner>.step``) to give the wrapper's share of the step time."""
+
+    def __init__(self, env: Any, inner: str | None = None) -> None:
         self.env = env
+        self.inner = inner
+        self.inner_t = self.step_t = 0.0
+        self._stepping = False
+
+    def _wrap_inner(self) -> None:
+        obj = getattr(self.env.unwrapped, self.inner or "", None)
+        if obj is None or "step" in vars(obj):
+            return
+        raw_step = obj.step
+
+        def timed(*a: Any) -> Any:
+            if not self._stepping:  # resets may call the package's step too
+                return raw_step(*a)
+            t = time.perf_counter()
+            try:
+                return raw_step(*a)
+            finally:
+                self.inner_t += time.perf_counter() - t
+
+        obj.step = timed
 
     def reset(self, task: int) -> list[str]:
-        return self.env.reset(options={"task_id": task})[1]["admissible_actions"]
+        adm = self.env.reset(options={"task_id": task})[1]["admissible_actions"]
+        if self.inner:
+            self._wrap_inner()  # the package object may be created (or replaced) at reset
+        return adm
 
     def step(self, action: str) -> tuple[list[str], bool]:
+        self._stepping = True
+        t = time.perf_counter()
         _, _, terminated, truncated, info = self.env.step(action)
+        self.step_t += time.perf_counter() - t
+        self._stepping = False
         return info["admissible_actions"], terminated or truncated
+
+    def share(self) -> float | None:
+        """Share of ``env.step`` time spent outside the package's step (None if not timed)."""
+        return 1 - self.inner_t / self.step_t if self.inner and self.step_t else None
 
     def close(self) -> None:
         self.env.close()
@@ -159,7 +195,11 @@ class _SokobanCore:
 
 
 # -- paired lock-step measurement -----------------------------------------------------------------
-def _paired_pass(raw: Any, ours: Any, n_tasks: int, steps: int, horizon: int) -> dict[str, float]:
+def _paired_pass(
+    raw: Any, ours: Any, n_tasks: int, steps: int, horizon: int, strict: bool = True
+) -> dict[str, float]:
+    """One paired pass; ``strict`` fails when the sides diverge (else both follow raw's action
+    and the number of diverged steps is reported)."""
     pick = _random_policy(0)
     sides = (raw, ours)
     t_reset = [0.0, 0.0]
@@ -178,18 +218,20 @@ def _paired_pass(raw: Any, ours: Any, n_tasks: int, steps: int, horizon: int) ->
 
     task = 0
     adm = both(lambda s: s.reset(task), t_reset)
-    done_steps = ep = 0
+    done_steps = ep = diverged = 0
     while done_steps < steps:
         if adm[0] != adm[1]:
-            raise RuntimeError(f"the two sides diverged: {adm[0]} != {adm[1]}")
+            if strict:
+                raise RuntimeError(f"the sides diverged: {adm[0][:5]}... != {adm[1][:5]}...")
+            diverged += 1
         action = pick(adm[0])
         (adm_r, end_r), (adm_o, end_o) = both(lambda s, a=action: s.step(a), t_step)
-        if end_r != end_o:
+        if end_r != end_o and strict:
             raise RuntimeError(f"episode end differs after {action!r}: raw {end_r}, slea {end_o}")
         adm = [adm_r, adm_o]
         done_steps += 1
         ep += 1
-        if end_r or ep >= horizon:
+        if end_r or end_o or ep >= horizon:
             task = (task + 1) % n_tasks
             adm = both(lambda s, t=task: s.reset(t), t_reset)
             ep = 0
@@ -203,6 +245,7 @@ def _paired_pass(raw: Any, ours: Any, n_tasks: int, steps: int, horizon: int) ->
         "step_ms_slea": 1e3 * t_step[1] / steps,
         "reset_s_raw": t_reset[0],
         "reset_s_slea": t_reset[1],
+        "diverged_steps": diverged,
     }
 
 
@@ -215,10 +258,13 @@ def _paired(
     horizon: int,
     passes: int,
     note: str,
+    strict: bool = True,
 ) -> dict[str, Any]:
     results = []
     for p in range(passes + 1):
-        r = _paired_pass(raw, ours, n_tasks, steps, horizon)
+        ours.inner_t = ours.step_t = 0.0
+        r = _paired_pass(raw, ours, n_tasks, steps, horizon, strict)
+        r["wrapper_share"] = ours.share()
         if p > 0:  # pass 0 warms caches and JITs
             results.append(r)
     raw.close()
@@ -235,6 +281,9 @@ def _paired(
         "step overhead": f"{med('step_overhead'):+.1%}",
         "ms/step raw": med("step_ms_raw"),
         "ms/step slea": med("step_ms_slea"),
+        "wrapper share": f"{med('wrapper_share'):.1%}"
+        if results[0]["wrapper_share"] is not None
+        else "n/a",
         "range": f"{min(r['overhead'] for r in results):+.1%} .. "
         f"{max(r['overhead'] for r in results):+.1%}",
         "note": note,
@@ -321,7 +370,8 @@ def main(argv: list[str]) -> int:
                     "TextWorld cc3" + (" +description" if desc else ""),
                     _TextWorldRaw(games, desc),
                     _Slea(
-                        gymnasium.make("slea/TextWorld-v0", games=games, include_description=desc)
+                        gymnasium.make("slea/TextWorld-v0", games=games, include_description=desc),
+                        inner="_tw",
                     ),
                     len(games),
                     int(1000 * scale),
@@ -348,7 +398,7 @@ def main(argv: list[str]) -> int:
             _paired(
                 "ALFWorld (slea's test games)",
                 _ALFWorldRaw(games),
-                _Slea(gymnasium.make("slea/ALFWorld-v0", games=games)),
+                _Slea(gymnasium.make("slea/ALFWorld-v0", games=games), inner="_env"),
                 len(games),
                 int(200 * scale),
                 args.horizon,
@@ -370,13 +420,16 @@ def main(argv: list[str]) -> int:
                 f"ScienceWorld {task}",
                 _ScienceWorldRaw(task, variations),
                 _Slea(
-                    gymnasium.make("slea/ScienceWorld-v0", task_name=task, variations=variations)
+                    gymnasium.make("slea/ScienceWorld-v0", task_name=task, variations=variations),
+                    inner="_sw",
                 ),
                 len(variations),
                 int(60 * scale),
                 args.horizon,
                 passes,
-                "one JVM per side, JVM start excluded; variations 0-2",
+                "one JVM per side, JVM start excluded; variations 0-2; the two simulators "
+                "do not always list the same valid actions, so the sides may drift apart",
+                strict=False,
             )
         )
         r = _vector_rate(
@@ -424,6 +477,7 @@ def main(argv: list[str]) -> int:
         "step overhead",
         "ms/step raw",
         "ms/step slea",
+        "wrapper share",
         "range",
         "note",
     ]
