@@ -68,6 +68,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # starts three Python processes with torch (about a minute on 2 cores)
 def test_two_process_ddp_update_equals_single_process(tmp_path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
