@@ -556,7 +556,7 @@ class Trainer:
         return {
             "size": len(self.library),
             "by_zone_level": {
-                f"{zone}/{level}": int(n)
+                f"{zone}.{level}": int(n)
                 for zone, levels in raw.get("sizes", {}).items()
                 for level, n in levels.items()
             },
