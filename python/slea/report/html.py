@@ -80,7 +80,9 @@ def _figure(
         ax.plot(xs, ys, style, label=label, markersize=4)
     ax.set_title(title)
     ax.set_xlabel("iteration")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     if ylim:
         ax.set_ylim(*ylim)
