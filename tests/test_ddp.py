@@ -68,6 +68,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # starts three Python processes with torch (about a minute on 2 cores)
 def test_two_process_ddp_update_equals_single_process(tmp_path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -94,3 +95,39 @@ def test_two_process_ddp_update_equals_single_process(tmp_path) -> None:
     assert r0["stats"]["units"] == ref["stats"]["units"] == 2 * 11
     assert r0["stats"]["optimizer_steps"] == 4
     assert r0["stats"]["loss"] == pytest.approx(ref["stats"]["loss"], abs=1e-5)
+
+
+@pytest.mark.slow  # a 2-process tiny training run (about two minutes on 2 cores)
+def test_torchrun_training_run_updates_on_both_ranks(tmp_path) -> None:
+    pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
+    from conftest_envs import games_cache
+
+    from slea.train.logging import read_metrics
+
+    root = Path(__file__).resolve().parents[1]
+    run_dir = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "slea",
+        "train",
+        "--config",
+        str(root / "examples/configs/textworld_tiny_test.yaml"),
+        "--set",
+        f"run.dir={run_dir}",
+        "--set",
+        f"env.games.cache_dir={games_cache()}",
+        "--quiet",
+    ]
+    proc = subprocess.run(cmd, env=_env(), timeout=900, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("report:") == 1  # rank 0 alone logs, saves and reports
+    train = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["iteration"] for r in train] == [1, 2, 3, 4]
+    for r in train:  # every row was taken by one of the two ranks (stats are summed over ranks)
+        assert r["update"]["units"] == r["rollout"]["steps"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["iter_2", "iter_4"]

@@ -80,6 +80,9 @@ def _figure(
         ax.plot(xs, ys, style, label=label, markersize=4)
     ax.set_title(title)
     ax.set_xlabel("iteration")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     if ylim:
         ax.set_ylim(*ylim)
@@ -122,7 +125,7 @@ def _library_lines(
     keys: set[str] = set()
     for r in train:
         for k, v in (_get(r, "library/by_zone_level") or {}).items():
-            if isinstance(v, int | float):
+            if isinstance(v, int | float) and v:
                 keys.add(k)
     lines = [(k, *_series(train, f"library/by_zone_level/{k}"), "-") for k in sorted(keys)]
     lines.append(("total", *_series(train, "library/size"), "k-"))

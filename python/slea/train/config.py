@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from slea.errors import ConfigError
+from slea.experience.evolve import EvolutionConfig
 from slea.experience.library import LibraryConfig
 from slea.policy.tiny import TinyModelSpec
 
@@ -53,8 +54,12 @@ class LoopConfig:
     """Seed of every random choice (task sampling, action sampling, model init)."""
     time_budget_s: float = 0.0
     """Stop after this many seconds of training (0 = no limit); evaluation is not counted."""
+    max_env_steps: int = 0
+    """Stop once this many env steps were collected (0 = no limit): equal budgets for comparisons."""
     update_policy: bool = True
     """False keeps the weights frozen and evolves only the library (training-free mode)."""
+    evolve_library: bool = True
+    """False skips library evolution (plain GRPO/GiGPO baselines, with retrieval.enabled=false)."""
     deterministic: bool = True
     """Use torch deterministic algorithms (bitwise-reproducible resume on CPU)."""
     threads: int = 1
@@ -63,6 +68,7 @@ class LoopConfig:
     def __post_init__(self) -> None:
         _check(self.iterations >= 0, "train.iterations", f"must be >= 0, got {self.iterations}")
         _check(self.time_budget_s >= 0, "train.time_budget_s", "must be >= 0")
+        _check(self.max_env_steps >= 0, "train.max_env_steps", "must be >= 0")
         _check(self.threads >= 1, "train.threads", f"must be >= 1, got {self.threads}")
 
 
@@ -412,6 +418,8 @@ class TrainConfig:
     """Logging."""
     library: LibraryConfig = field(default_factory=LibraryConfig)
     """Experience library: capacities, rate limits, novelty, retrieval k (slea.LibraryConfig)."""
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    """Library evolution: eta, top/bottom K, distiller (slea.experience.evolve)."""
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -542,7 +550,16 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(args[0], value, key)
+        for arg in args:  # a value that already has one of the types keeps it (str | float: 0.5)
+            if isinstance(arg, type) and isinstance(value, arg) and not isinstance(value, bool):
+                return value
+        errors = []
+        for arg in sorted(args, key=lambda a: a is str):  # str accepts anything: try it last
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: unexpected value {value!r}")
     if tp is Any:
         return value
     if origin is tuple:

@@ -43,7 +43,7 @@ use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use enumerations::{EnumSorter, WordSet};
+use enumerations::EnumSorter;
 use text::{
     casefold, collapse_whitespace, drop_lines, keep_from_last, mask_ids, mask_numbers, nfkc,
 };
@@ -308,10 +308,7 @@ impl CanonSpec {
         let rules = values
             .into_iter()
             .enumerate()
-            .map(|(i, v)| {
-                serde_json::from_value::<Rule>(v)
-                    .map_err(|e| Error::invalid(format!("rules[{i}]"), e))
-            })
+            .map(|(i, v)| parse_rule(v).map_err(|e| Error::invalid(format!("rules[{i}]"), e)))
             .collect::<Result<Vec<_>>>()?;
         CanonSpec::new(rules)
     }
@@ -393,6 +390,22 @@ impl CanonSpec {
             .map(|t| self.simhash(t, &mut scratch))
             .collect()
     }
+}
+
+/// One rule from its JSON object; unknown fields are refused (serde ignores them on unit
+/// variants of an internally tagged enum, so they are checked against the rule's own fields).
+fn parse_rule(value: serde_json::Value) -> std::result::Result<Rule, String> {
+    let keys: Vec<String> = match &value {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        _ => return Err("must be an object such as {\"rule\": \"nfkc\"}".into()),
+    };
+    let rule: Rule = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    if let Ok(serde_json::Value::Object(known)) = serde_json::to_value(&rule) {
+        if let Some(k) = keys.iter().find(|k| !known.contains_key(k.as_str())) {
+            return Err(format!("unknown field `{k}`"));
+        }
+    }
+    Ok(rule)
 }
 
 /// A compiled rule.
@@ -484,12 +497,9 @@ impl Step {
                 if articles.is_empty() {
                     return Err(Error::invalid(at("articles"), "must not be empty"));
                 }
-                Step::SortEnumerations(Box::new(EnumSorter {
-                    articles: WordSet::new(articles),
-                    conjunctions: WordSet::new(conjunctions),
-                    stop_words: WordSet::new(stop_words),
-                    lines: *lines,
-                }))
+                let sorter = EnumSorter::new(articles, conjunctions, stop_words, *lines)
+                    .map_err(|e| Error::invalid(at("articles"), e))?;
+                Step::SortEnumerations(Box::new(sorter))
             }
         })
     }

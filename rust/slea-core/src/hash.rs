@@ -3,13 +3,14 @@
 //! with the same value in every process, run and platform.
 //!
 //! - [`structural_hash`]: xxh3-64 (seed 0) of the UTF-8 bytes.
-//! - [`simhash`]: 64-bit SimHash of word 3-shingles. Words are maximal runs of characters that are
-//!   neither white space nor ASCII punctuation. A word of UTF-8 bytes `w` hashes to `h = len(w)`
+//! - [`simhash`]: 64-bit SimHash of word 3-shingles taken within each line, so that, like the
+//!   clusterer's line-set similarity, it does not depend on the order of the lines. Words are
+//!   maximal runs of characters that are neither white space nor ASCII punctuation. A word of UTF-8 bytes `w` hashes to `h = len(w)`
 //!   then `h = mix64(h ^ chunk)` for each 8-byte little-endian chunk of `w` (the last one padded
 //!   with zeros), where `mix64` is the SplitMix64 finaliser. A shingle of words `w0 w1 w2` hashes
-//!   to `mix64(rotl(h0, 42) ^ rotl(h1, 21) ^ h2)`; a text of one or two words is one shingle of
-//!   those words. Bit `j` of the SimHash is set when more than half of the shingles have bit `j`
-//!   set. No words: 0.
+//!   to `mix64(rotl(h0, 42) ^ rotl(h1, 21) ^ h2)`; a line of two words `w0 w1` is one shingle
+//!   `mix64(rotl(h0, 21) ^ h1)`, a line of one word `mix64(h0)`. Bit `j` of the SimHash is set
+//!   when more than half of all the shingles have bit `j` set. No words: 0.
 //! - [`line_hashes`] / [`line_jaccard`]: the set of xxh3-64 hashes of the lines (split on `\n`),
 //!   and the Jaccard index of two such sets.
 
@@ -155,21 +156,27 @@ impl BitVote {
 /// SimHash-64 of the word 3-shingles of an already canonical text (see the module docs).
 pub fn simhash(canonical: &str) -> u64 {
     let mut vote = BitVote::new();
-    let (mut h0, mut h1) = (0u64, 0u64);
-    let mut words = 0usize;
-    for_each_word_hash(canonical, |h| {
-        words += 1;
-        if words >= SHINGLE {
-            vote.add(mix64(h0.rotate_left(42) ^ h1.rotate_left(21) ^ h));
+    for line in canonical.split('\n') {
+        let (mut h0, mut h1) = (0u64, 0u64);
+        let mut words = 0usize;
+        for_each_word_hash(line, |h| {
+            words += 1;
+            if words >= SHINGLE {
+                vote.add(mix64(h0.rotate_left(42) ^ h1.rotate_left(21) ^ h));
+            }
+            h0 = h1;
+            h1 = h;
+        });
+        match words {
+            1 => vote.add(mix64(h1)),
+            2 => vote.add(mix64(h0.rotate_left(21) ^ h1)),
+            _ => {}
         }
-        h0 = h1;
-        h1 = h;
-    });
-    match words {
-        0 => 0,
-        1 => mix64(h1),
-        2 => mix64(h0.rotate_left(21) ^ h1),
-        _ => vote.finish(),
+    }
+    if vote.n == 0 {
+        0
+    } else {
+        vote.finish()
     }
 }
 
@@ -220,6 +227,10 @@ mod tests {
         assert_eq!(simhash(" ,.; "), 0);
         assert_eq!(simhash("hello"), mix64(word_hash(b"hello")));
         assert_eq!(simhash("a, b"), simhash("a b"));
+        assert_eq!(
+            simhash("one two three four\nfive six"),
+            simhash("five six\none two three four")
+        );
     }
 
     #[test]

@@ -4,19 +4,25 @@
 
 use std::mem;
 
-/// A small set of words. Words of up to 8 bytes are compared as one `u64` (no `memcmp` call).
+use regex::Regex;
+
+/// A small set of words. Words of up to 8 bytes are compared as one `u64`, after a test of the
+/// length against the lengths in the set (no `memcmp` call, no copy for most words).
 #[derive(Debug, Clone)]
 pub(super) struct WordSet {
     short: Vec<(usize, u64)>,
     long: Vec<Vec<u8>>,
+    lengths: u64,
     max_len: usize,
 }
 
 #[inline]
 fn pack(w: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a[..w.len()].copy_from_slice(w);
-    u64::from_le_bytes(a)
+    let mut k = 0u64;
+    for (i, &c) in w.iter().enumerate() {
+        k |= (c as u64) << (8 * i);
+    }
+    k
 }
 
 impl WordSet {
@@ -28,13 +34,14 @@ impl WordSet {
                 .map(|w| (w.len(), pack(w.as_bytes())))
                 .collect(),
             long: long.iter().map(|w| w.as_bytes().to_vec()).collect(),
+            lengths: words.iter().fold(0, |m, w| m | (1u64 << w.len().min(63))),
             max_len: words.iter().map(String::len).max().unwrap_or(0),
         }
     }
 
     #[inline]
     fn contains(&self, w: &[u8]) -> bool {
-        if w.len() > self.max_len {
+        if w.len() > self.max_len || (self.lengths >> w.len().min(63)) & 1 == 0 {
             return false;
         }
         if w.len() <= 8 {
@@ -47,67 +54,75 @@ impl WordSet {
 
 #[derive(Debug, Clone)]
 pub(super) struct EnumSorter {
-    pub(super) articles: WordSet,
-    pub(super) conjunctions: WordSet,
-    pub(super) stop_words: WordSet,
-    pub(super) lines: bool,
+    articles: WordSet,
+    conjunctions: WordSet,
+    stop_words: WordSet,
+    lines: bool,
+    /// Finds the places where an item can start (", a", " and the", ...); a segment without one
+    /// holds no list, so most of the text is never split into words.
+    candidates: Regex,
 }
 
-/// Byte classes: 0 other, 1 space, 2 segment delimiter (`. ! ? ; :` and newline).
-const CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b' ' as usize] = 1;
-    let delims = *b".!?;:\n";
-    let mut i = 0;
-    while i < delims.len() {
-        t[delims[i] as usize] = 2;
-        i += 1;
-    }
-    t
-};
+#[inline]
+fn is_delimiter(c: u8) -> bool {
+    matches!(c, b'.' | b'!' | b'?' | b';' | b':' | b'\n')
+}
 
 impl EnumSorter {
+    pub(super) fn new(
+        articles: &[String],
+        conjunctions: &[String],
+        stop_words: &[String],
+        lines: bool,
+    ) -> Result<Self, regex::Error> {
+        let alt = |ws: &[String]| {
+            ws.iter()
+                .map(|w| regex::escape(w))
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let conj = if conjunctions.is_empty() {
+            String::new()
+        } else {
+            format!("| (?:{})", alt(conjunctions))
+        };
+        let pattern = format!("(?:,{conj}) (?:{})(?:[ .!?;:\n]|\\z)", alt(articles));
+        Ok(EnumSorter {
+            articles: WordSet::new(articles),
+            conjunctions: WordSet::new(conjunctions),
+            stop_words: WordSet::new(stop_words),
+            lines,
+            candidates: Regex::new(&pattern)?,
+        })
+    }
+
     pub(super) fn apply(&self, src: &str, dst: &mut String) -> bool {
         let b = src.as_bytes();
         let n = b.len();
         let mut changed = false;
         let mut copied = 0;
-        let mut seg_start = 0;
-        while seg_start <= n {
-            // One segment: skip its leading spaces, then walk its words.
-            let mut i = seg_start;
-            while i < n && b[i] == b' ' {
-                i += 1;
-            }
-            let mut word_start = i;
-            let mut prev: &[u8] = &[];
-            let mut words = 0usize;
-            let mut found = false;
-            loop {
-                let class = if i < n { CLASS[b[i] as usize] } else { 2 };
-                if class == 0 {
-                    i += 1;
-                    continue;
-                }
-                let word = &b[word_start..i];
-                if !found && words >= 1 && self.breaks_at(words >= 2, prev, word) {
-                    found = true;
-                }
-                prev = word;
-                words += 1;
-                if class == 2 {
-                    break;
-                }
-                i += 1;
-                word_start = i;
-            }
-            if found {
+        let mut search = 0;
+        while search <= n {
+            let Some(m) = self.candidates.find_at(src, search) else {
+                break;
+            };
+            let at = m.start();
+            let seg_start = b[..at]
+                .iter()
+                .rposition(|&c| is_delimiter(c))
+                .map_or(0, |p| p + 1);
+            let seg_end = b[at..]
+                .iter()
+                .position(|&c| is_delimiter(c))
+                .map_or(n, |p| at + p);
+            let seg = &src[seg_start..seg_end];
+            if self.has_break(seg.as_bytes()) {
                 dst.push_str(&src[copied..seg_start]);
-                self.sort_segment(&src[seg_start..i], dst);
-                copied = i;
+                self.sort_segment(seg, dst);
+                copied = seg_end;
                 changed = true;
             }
-            seg_start = i + 1;
+            search = seg_end + 1;
         }
         if changed {
             dst.push_str(&src[copied..]);
@@ -121,6 +136,24 @@ impl EnumSorter {
             }
         }
         changed
+    }
+
+    /// True when the segment holds a list (an item starts at one of its words).
+    fn has_break(&self, seg: &[u8]) -> bool {
+        let a = seg.iter().position(|&c| c != b' ').unwrap_or(seg.len());
+        let z = seg.iter().rposition(|&c| c != b' ').map_or(a, |p| p + 1);
+        let mut prev: Option<&[u8]> = None;
+        let mut prev2 = false;
+        for word in seg[a..z].split(|&c| c == b' ') {
+            if let Some(p) = prev {
+                if self.breaks_at(prev2, p, word) {
+                    return true;
+                }
+                prev2 = true;
+            }
+            prev = Some(word);
+        }
+        false
     }
 
     /// True when an item starts at `word` (`prev2`: there is a word before `prev`).
@@ -213,15 +246,17 @@ impl EnumSorter {
             .position(|&c| c != b' ' && c != b'\t')
             .unwrap_or(line.len());
         let rest = &line[a..];
-        let end = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
+        // Only the first max_len + 1 bytes can hold the end of an article.
+        let head = &rest[..rest.len().min(self.articles.max_len + 1)];
+        let end = head.iter().position(|&c| c == b' ').unwrap_or(rest.len());
         self.articles.contains(&rest[..end])
     }
 
     /// True when two consecutive lines start with an article.
     fn has_article_run(&self, text: &str) -> bool {
         let mut prev = false;
-        for line in text.as_bytes().split(|&c| c == b'\n') {
-            let cur = self.starts_with_article(line);
+        for line in text.split('\n') {
+            let cur = self.starts_with_article(line.as_bytes());
             if prev && cur {
                 return true;
             }

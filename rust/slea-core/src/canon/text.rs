@@ -98,14 +98,54 @@ fn skip_word(s: &str, mut i: usize) -> usize {
     i
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// 0x80 in each byte of `x` equal to `c`, 0 elsewhere (exact, no false positives).
+#[inline]
+fn bytes_eq(x: u64, c: u8) -> u64 {
+    let y = x ^ (ONES * c as u64);
+    !(((y & !HIGH) + !HIGH) | y | !HIGH)
+}
+
+/// True when the 8 bytes at `i` (and the byte after them) are already canonical for
+/// `collapse_whitespace`: ASCII, no white space but single spaces and single newlines, and no
+/// white-space run crossing into the next byte.
+#[inline]
+fn clean_chunk(b: &[u8], i: usize) -> bool {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[i..i + 8]);
+    let x = u64::from_le_bytes(a);
+    if x & HIGH != 0 {
+        return false;
+    }
+    let nl = bytes_eq(x, b'\n');
+    let below_space = !((x | HIGH) - ONES * 0x20) & HIGH;
+    if below_space & !nl != 0 {
+        return false;
+    }
+    let ws = nl | bytes_eq(x, b' ');
+    if ws & (ws << 8) != 0 {
+        return false;
+    }
+    let next = b[i + 8];
+    !(ws >> 63 == 1 && (next <= b' ' || next >= 0x80))
+}
+
 pub(super) fn collapse_whitespace(src: &str, dst: &mut String) -> bool {
-    let n = src.len();
+    let b = src.as_bytes();
+    let n = b.len();
     let (start, _) = skip_space(src, 0);
     // src[copied..i] is output not yet written; it is written only once something changes.
     let mut copied = start;
     let mut changed = start > 0;
     let mut i = start;
     while i < n {
+        // Fast path: skip canonical stretches 8 bytes at a time. A chunk is entered only at a
+        // word start or at a run whose previous byte is not white space (see clean_chunk).
+        while i + 9 <= n && clean_chunk(b, i) {
+            i += 8;
+        }
         i = skip_word(src, i);
         if i == n {
             break;
@@ -118,7 +158,7 @@ pub(super) fn collapse_whitespace(src: &str, dst: &mut String) -> bool {
             break;
         }
         let want = if brk { b'\n' } else { b' ' };
-        if end - i != 1 || src.as_bytes()[i] != want {
+        if end - i != 1 || b[i] != want {
             dst.push_str(&src[copied..i]);
             dst.push(want as char);
             copied = end;
@@ -323,6 +363,58 @@ mod tests {
         assert_eq!(run(f, "a b\nc"), "a b\nc");
         assert_eq!(run(f, "a\r\nb\t c"), "a\nb c");
         assert_eq!(run(f, ""), "");
+    }
+
+    /// The definition of collapse_whitespace, as a plain loop.
+    fn plain_collapse(s: &str) -> String {
+        let mut out = String::new();
+        let mut run = String::new();
+        for ch in s.chars() {
+            if ch.is_whitespace() {
+                run.push(ch);
+                continue;
+            }
+            if !run.is_empty() && !out.is_empty() {
+                out.push(if run.chars().any(is_line_break) {
+                    '\n'
+                } else {
+                    ' '
+                });
+            }
+            run.clear();
+            out.push(ch);
+        }
+        out
+    }
+
+    #[test]
+    fn collapse_matches_a_plain_loop_on_short_texts() {
+        let alphabet = ['a', ' ', '\n', '\t', '\u{a0}'];
+        let mut stack = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            assert_eq!(run(collapse_whitespace, &s), plain_collapse(&s), "{s:?}");
+            if s.chars().count() < 6 {
+                for c in alphabet {
+                    let mut t = s.clone();
+                    t.push(c);
+                    stack.push(t);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn collapse_matches_a_plain_loop(s in "[ab \n\t\r\u{a0}\u{2028}é]{0,60}") {
+            proptest::prop_assert_eq!(run(collapse_whitespace, &s), plain_collapse(&s));
+        }
+
+        #[test]
+        fn collapse_fast_path(words in proptest::collection::vec("[a-z]{1,9}", 0..30),
+                              seps in proptest::collection::vec("( |\n| \n|  |\n\n|\t)", 30)) {
+            let s: String = words.iter().zip(&seps).map(|(w, sep)| format!("{w}{sep}")).collect();
+            proptest::prop_assert_eq!(run(collapse_whitespace, &s), plain_collapse(&s));
+        }
     }
 
     #[test]
