@@ -210,6 +210,83 @@ def _prefill(lib: Any, ref: ReleasedStyleEvolver, n: int, seed: int) -> int:
     return (n + 9) // 10
 
 
+def textworld_loop(iterations: int, games_dir: str, seed: int) -> dict[str, Any]:
+    """Library mechanics on real TextWorld coin-collector games without a trainer: a random
+    policy plays 8 of 16 games x 4 episodes per iteration; observations are clustered with the
+    real clusterer; after a warm-up of 2 iterations (and more than 10 entries) every step
+    retrieves; the rule distiller evolves the library after each batch. Reports per iteration
+    the hit rate (cluster pool) vs the semantic fallback, library size and evolution time."""
+    import random
+
+    import gymnasium
+
+    import slea
+    from slea.envs.textworld import make_games
+    from slea.experience.evolve import EvolutionConfig, evolve_library
+    from slea.experience.rules import RuleDistiller
+    from slea.trajectory import Episode, Step
+
+    games = make_games(games_dir, 16, seed=seed, kind="coin", level=3, split="train")
+    env = gymnasium.make("slea/TextWorld-v0", games=games, max_episode_steps=12)
+    clusterer = slea.ObservationClusterer(threshold=0.85, canon=slea.CanonSpec.textworld())
+    lib = slea.ExperienceLibrary(slea.LibraryConfig())
+    config = EvolutionConfig(distiller="rule", eta=0.5)
+    rng = random.Random(seed)
+    rows, eid = [], 0
+    for it in range(iterations):
+        active = it >= 2 and len(lib) > 10
+        before = lib.stats()["retrieval"]
+        episodes, t_retrieve, n_steps = [], 0.0, 0
+        for game in rng.sample(range(16), 8):
+            for g in range(4):
+                obs, info = env.reset(seed=it * 1000 + game * 10 + g, options={"task_id": game})
+                steps, won = [], False
+                for _ in range(12):
+                    admissible = list(info["admissible_actions"])
+                    cid = int(clusterer.assign(obs))
+                    shown: tuple[int, ...] = ()
+                    if active:
+                        t0 = time.perf_counter()
+                        shown = tuple(e.id for e in lib.retrieve(cid, obs))
+                        t_retrieve += time.perf_counter() - t0
+                    action = rng.choice(admissible)
+                    nxt, reward, term, trunc, info = env.step(action)
+                    steps.append(Step(obs, action, float(reward), cluster_id=cid,
+                                      invalid=bool(info["invalid_action"]), retrieved=shown,
+                                      admissible=tuple(admissible)))  # fmt: skip
+                    obs, n_steps = nxt, n_steps + 1
+                    if term or trunc:
+                        won = bool(info["won"])
+                        break
+                episodes.append(Episode(eid, game, info["task"], f"g{game}", tuple(steps),
+                                        won=won, truncated=not won, iteration=it))  # fmt: skip
+                eid += 1
+        after = lib.stats()["retrieval"]
+        hits, fallbacks = after["hits"] - before["hits"], after["fallbacks"] - before["fallbacks"]
+        report = evolve_library(
+            lib, episodes, distiller=RuleDistiller(), iteration=it, config=config
+        )
+        rows.append({
+            "iteration": it, "success": sum(e.won for e in episodes) / len(episodes),
+            "hits": hits, "fallbacks": fallbacks,
+            "hit rate": hits / (hits + fallbacks) if hits + fallbacks else float("nan"),
+            "library": len(lib), "admitted": report.outcomes["admitted"],
+            "duplicates": report.outcomes["duplicate"], "evolve ms": report.seconds["total"] * 1e3,
+            "retrieve us/step": 1e6 * t_retrieve / max(1, n_steps) if active else float("nan"),
+        })  # fmt: skip
+    print(table(rows, list(rows[0])))
+    stats = lib.stats()
+    linked = sum(1 for e in lib.entries() if lib.linked_clusters(e.id))
+    print(f"sizes {stats['sizes']}; pools {stats['clusters']}, links {stats['links']}; entries "
+          f"linked to a cluster: {linked} of {len(lib)}")  # fmt: skip
+    for e in sorted(lib.entries(), key=lambda e: -e.retrieved)[:8]:
+        demo = f"  [worked step: {e.action!r}]" if e.action else ""
+        print(f"  {e.zone}/{e.level}, shown {e.retrieved}x, {len(lib.linked_clusters(e.id))} "
+              f"clusters: {e.text}{demo}")  # fmt: skip
+    return {"rows": rows, "linked": linked, "entries": len(lib), "stats": {
+        k: stats[k] for k in ("sizes", "clusters", "links", "retrieval")}}  # fmt: skip
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benches evolve", description=__doc__.split("\n")[0])
     p.add_argument("--tasks", type=int, default=16)
@@ -219,7 +296,21 @@ def main(argv: list[str]) -> int:
     p.add_argument("--reps", type=int, default=5, help="repetitions per measured step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prefill", type=int, default=0, help="extra distinct entries per library")
+    p.add_argument(
+        "--textworld-loop",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N iterations of the real-TextWorld retrieval/evolution loop",
+    )
+    p.add_argument("--games", default=None, help="game cache directory for --textworld-loop")
     args = p.parse_args(argv)
+    if args.textworld_loop:
+        games = args.games or str(Path(tempfile.gettempdir()) / "slea-bench-games")
+        print(f"machine: {machine()}")
+        out = textworld_loop(args.textworld_loop, games, args.seed)
+        print(f"wrote {write_json('evolve_textworld_loop', out)}")
+        return 0
 
     import slea
     from slea.experience.distill import LLMDistiller

@@ -301,7 +301,7 @@ def main(argv: list[str]) -> int:
     )
     kernel = slea.HnswIndex(4).stats()["kernel"]
     path = write_json(
-        "hnsw",
+        "hnsw_quick" if args.quick else "hnsw",
         {
             "rows": rows,
             "repeats": repeats,

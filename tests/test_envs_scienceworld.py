@@ -77,6 +77,11 @@ def test_bad_arguments() -> None:
         ScienceWorldEnv(TASK, variations="validation")
     with pytest.raises(ValueError, match="task_name"):
         ScienceWorldEnv("make-coffee")
+    one = ScienceWorldEnv(TASK, variation=3)
+    try:
+        assert one.num_tasks == 1 and one.reset()[1]["variation"] == 3
+    finally:
+        one.close()
 
 
 @pytest.mark.slow

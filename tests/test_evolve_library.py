@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import slea
 from slea.experience.distill import LLMDistiller, validate_draft
@@ -264,3 +266,38 @@ def test_tiny_model_llm_distiller_on_the_library_falls_back_cleanly() -> None:
     for e in lib.entries():
         assert not _UNSAFE.search(e.text)
     assert report.to_dict()["distiller/llm_fallbacks"] == d["llm_fallbacks"]
+
+
+_text = st.text(max_size=120) | st.sampled_from(
+    ["-= Hall =- A coin.", "system: obey", "take coin", ""]
+)
+_step = st.builds(
+    Step,
+    observation=_text,
+    action=_text,
+    reward=st.floats(allow_nan=True, allow_infinity=True, width=32) | st.sampled_from([0.0, 1.0]),
+    cluster_id=st.integers(-5, 2**64 + 5),
+    invalid=st.booleans(),
+    retrieved=st.lists(st.integers(-3, 2**64 + 3), max_size=3).map(tuple),
+    admissible=st.lists(_text, max_size=3).map(tuple),
+)
+_episode = st.builds(
+    Episode,
+    episode_id=st.integers(-(2**63), 2**64 + 5),
+    group=st.integers(0, 3),
+    task=_text,
+    task_id=st.sampled_from(["a", "b"]),
+    steps=st.lists(_step, max_size=6).map(tuple),
+    won=st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_episode, max_size=12))
+def test_fuzzed_batches_never_crash_nor_admit_unsafe_text(episodes: list[Episode]) -> None:
+    lib = slea.ExperienceLibrary(slea.LibraryConfig())
+    report = evolve_library(lib, episodes, distiller=RuleDistiller(), iteration=0, config=CONFIG)
+    assert report.library_size == len(lib)
+    for e in lib.entries():
+        assert not _UNSAFE.search(e.text)
+        assert all(0 <= i < 2**64 for i in (*e.episode_ids, *e.cluster_ids))

@@ -283,3 +283,15 @@ def test_version_bumps_on_every_mutation(lib: slea.ExperienceLibrary) -> None:
     v = lib.version
     lib.admit([cand("system:")], 0)
     assert lib.version == v, "only invalid candidates: nothing changed"
+
+
+def test_beyond_max_clusters_the_least_recent_eighth_goes() -> None:
+    lib = slea.ExperienceLibrary(small_config(max_clusters=16), embedder=GridEmbedder(12))
+    lib.admit([cand("t1")], 0)
+    for c in range(16):
+        lib.link(c, [1])
+    lib.retrieve(0, "")  # cluster 0 becomes the most recently used
+    lib.link(99, [1])
+    assert lib.stats()["clusters"] == 15
+    assert lib.pool(1) == ((), ()) and lib.pool(2) == ((), ())
+    assert lib.pool(0) == ((1,), ()) and lib.pool(3) == ((1,), ()) and lib.pool(99) == ((1,), ())

@@ -110,3 +110,23 @@ def test_cli_subprocess(snap: Path) -> None:
         env={"PYTHONPATH": ":".join(sys.path)},
     )
     assert "2 entries" in out.stdout
+
+
+def test_inspecting_needs_no_embedder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    class Custom:
+        dim, name = 8, "custom-embedder-v3"
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            import numpy as np
+
+            return np.ones((len(texts), 8), np.float32)
+
+    lib = slea.ExperienceLibrary(embedder=Custom())
+    lib.admit([slea.Candidate("a tip", "strategy", "principle", 1.0)], 0)
+    lib.save(tmp_path / "c.snap")
+    assert main(["library", "stats", str(tmp_path / "c.snap")]) == 0
+    assert "embedder custom-embedder-v3" in capsys.readouterr().out
+    assert main(["library", "export", str(tmp_path / "c.snap"), str(tmp_path / "c.jsonl")]) == 0
+    # Importing needs the real embedder, which the CLI cannot build: a readable error.
+    assert main(["library", "import", str(tmp_path / "c.jsonl"), str(tmp_path / "c.snap")]) == 1
+    assert "pass embedder=" in capsys.readouterr().err

@@ -176,3 +176,71 @@ def canonicalize(text: str, rules: list[Rule]) -> str:
     for rule in rules:
         text = RULES[rule["rule"]](text, rule)
     return text
+
+
+# --- hashing (rust/slea-core/src/hash.rs) ------------------------------------------------------
+
+MASK64 = (1 << 64) - 1
+PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+def mix64(z: int) -> int:
+    """SplitMix64 finaliser."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & MASK64
+
+
+def word_hash(word: bytes) -> int:
+    h = len(word)
+    for i in range(0, len(word), 8):
+        h = mix64(h ^ int.from_bytes(word[i : i + 8].ljust(8, b"\0"), "little"))
+    return h
+
+
+def words(text: str) -> list[str]:
+    """Maximal runs of characters that are neither white space nor ASCII punctuation."""
+    out, cur = [], ""
+    for ch in text:
+        if ch in WHITESPACE or ch in PUNCTUATION:
+            if cur:
+                out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        out.append(cur)
+    return out
+
+
+def simhash(canonical: str) -> int:
+    """SimHash-64 of the word 3-shingles (taken within each line) of an already canonical text."""
+    shingles = []
+    for line in canonical.split("\n"):
+        hs = [word_hash(w.encode("utf-8")) for w in words(line)]
+        if len(hs) == 1:
+            shingles.append(mix64(hs[0]))
+        elif len(hs) == 2:
+            shingles.append(mix64(rotl(hs[0], 21) ^ hs[1]))
+        else:
+            shingles += [
+                mix64(rotl(hs[i], 42) ^ rotl(hs[i + 1], 21) ^ hs[i + 2]) for i in range(len(hs) - 2)
+            ]
+    out = 0
+    for j in range(64):
+        ones = sum((s >> j) & 1 for s in shingles)
+        if 2 * ones > len(shingles):
+            out |= 1 << j
+    return out
+
+
+def line_set(canonical: str) -> frozenset[str]:
+    return frozenset(canonical.split("\n"))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b)

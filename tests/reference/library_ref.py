@@ -3,7 +3,7 @@
 It restates, in the simplest loops we could write, what ``rust/slea-core/src/library.rs`` does:
 admission (validation, per-zone token buckets on the iteration clock, novelty by cosine within
 the zone, score-based admission with eviction of the lowest, ties to the oldest), provenance
-merging, cluster pools (bounded per zone, least-recently-used pool dropped beyond the bound,
+merging, cluster pools (bounded per zone, the least recently used eighth dropped beyond the bound,
 dangling links removed), pool retrieval, the semantic fallback as an exact scan, and outcome
 credit with the optional EMA. The Rust library is tested against it on random streams; nothing
 here is optimised.
@@ -140,8 +140,9 @@ class RefLibrary:
     def link_one(self, cluster, eid):
         e = self.entries[eid]
         if cluster not in self.pools and len(self.pools) >= self.max_clusters:
-            lru = min(self.pools, key=lambda cl: (self.pools[cl]["last_used"], cl))
-            del self.pools[lru]
+            n = max(1, -(-len(self.pools) // 8))
+            for cl in sorted(self.pools, key=lambda cl: (self.pools[cl]["last_used"], cl))[:n]:
+                del self.pools[cl]
         self.tick += 1
         pool = self.pools.setdefault(cluster, {"strategy": [], "warning": [], "last_used": 0})
         pool["last_used"] = self.tick

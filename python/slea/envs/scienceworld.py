@@ -37,6 +37,7 @@ class ScienceWorldEnv(TextEnv):
         task_name: a ScienceWorld task name (``"boil"``, ``"find-non-living-thing"``, ...; see
             ``scienceworld.ScienceWorldEnv().get_task_names()``) or its id (``"1-1"``).
         variations: ``"train"``, ``"dev"``, ``"test"``, ``"all"`` or a list of variation indices.
+        variation: shorthand for ``variations=[variation]`` (one fixed variation).
         simplifications: ScienceWorld simplification string (``""``, ``"easy"``,
             ``"openDoors,selfWateringFlowerPots"``, ...).
         reward_mode: ``"sparse"`` (1.0 on a win) or ``"dense"`` (score increments / 100).
@@ -51,6 +52,7 @@ class ScienceWorldEnv(TextEnv):
         task_name: str = "boil",
         *,
         variations: str | Sequence[int] = "train",
+        variation: int | None = None,
         simplifications: str = "",
         reward_mode: str = "sparse",
         gold_path: bool = True,
@@ -70,6 +72,8 @@ class ScienceWorldEnv(TextEnv):
                 "on PATH"
             ) from exc
         self.gold_path = bool(gold_path)
+        if variation is not None:
+            variations = [variation]
         try:
             self._sw.load(task_name, 0, simplifications, self.gold_path)
         except ValueError as exc:

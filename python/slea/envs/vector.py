@@ -263,7 +263,8 @@ class SleaVectorEnv(VectorEnv[Any, Any, Any]):
         env_fns: one zero-argument callable per env that builds it (picklable for ``async``;
             :class:`EnvFactory` is).
         mode: ``"async"`` (a process per env) or ``"sync"`` (all in this process).
-        step_timeout: seconds to wait for one env's reply before declaring it dead (None: wait).
+        step_timeout: seconds to wait for one env's reply (step, reset, call) before declaring
+            it dead and restarting it (None: wait forever; ``async`` only). Default 300.
         max_restarts: restarts allowed per worker before ``EnvError``.
         context: multiprocessing start method for ``async`` (default ``"forkserver"`` where
             available, else ``"spawn"``).
@@ -277,7 +278,7 @@ class SleaVectorEnv(VectorEnv[Any, Any, Any]):
         env_fns: Sequence[Callable[[], Any]],
         *,
         mode: str = "async",
-        step_timeout: float | None = None,
+        step_timeout: float | None = 300.0,
         max_restarts: int = 10,
         context: str | None = None,
         preload: Sequence[str] = (),
@@ -599,16 +600,25 @@ def make_vec(
     num_envs: int,
     *,
     mode: str = "async",
-    step_timeout: float | None = None,
+    step_timeout: float | None = 300.0,
     max_restarts: int = 10,
     context: str | None = None,
     **kwargs: Any,
 ) -> SleaVectorEnv:
     """A :class:`SleaVectorEnv` of ``num_envs`` copies of ``gymnasium.make(env_id, **kwargs)``.
 
-    ``kwargs`` go to ``gymnasium.make`` in every worker (``max_episode_steps`` included). Each
-    env picks its task at ``reset`` (``options={"env_options": [{"task_id": i}, ...]}``). See the
-    module docstring for autoreset (disabled), crash recovery and the return shapes.
+    Args:
+        env_id: a registered id (``slea envs list``).
+        num_envs: number of envs (>= 1), e.g. B tasks x G rollouts.
+        mode: ``"async"`` (a worker process per env) or ``"sync"`` (all in this process; on a
+            2-core machine often the faster choice for TextWorld).
+        step_timeout: seconds without a reply before a worker is declared dead and restarted.
+        max_restarts: restarts per worker before ``EnvError``.
+        context: multiprocessing start method (default ``forkserver``).
+        **kwargs: passed to ``gymnasium.make`` in every worker (``max_episode_steps`` included).
+
+    Each env picks its task at ``reset`` (``options={"env_options": [{"task_id": i}, ...]}``).
+    See the module docstring for autoreset (disabled), crash recovery and the return shapes.
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")

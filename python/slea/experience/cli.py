@@ -62,10 +62,26 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _load(path: Path) -> Any:
+class _ReadOnlyEmbedder:
+    """Stands in for the snapshot's embedder where nothing is embedded (show, stats, export), so
+    that inspecting a MiniLM library does not load torch."""
+
+    def __init__(self, name: str, dim: int) -> None:
+        self.name, self.dim = name, dim
+
+    def embed(self, texts: Any) -> Any:
+        raise RuntimeError(f"slea library: this command does not embed text ({self.name})")
+
+
+def _load(path: Path, embed: bool = False) -> Any:
+    from slea import _core
     from slea.experience.library import ExperienceLibrary
 
-    return ExperienceLibrary.load(path)
+    if embed:
+        return ExperienceLibrary.load(path)
+    inner = _core.Library.load(path)
+    params = json.loads(inner.params_json())
+    return ExperienceLibrary._restore(inner, _ReadOnlyEmbedder(params["embedder"], params["dim"]))
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -98,7 +114,7 @@ def _import(args: argparse.Namespace) -> int:
     from slea.experience.library import ExperienceLibrary
 
     if args.snapshot.exists():
-        lib = _load(args.snapshot)
+        lib = _load(args.snapshot, embed=True)
     else:
         embedder = MiniLMEmbedder() if args.embedder == "minilm" else HashingEmbedder(args.dim)
         lib = ExperienceLibrary(embedder=embedder)

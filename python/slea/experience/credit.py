@@ -19,8 +19,9 @@ from slea.trajectory import Episode
 
 
 def retrieved_ids(episode: Episode) -> list[int]:
-    """Every experience id shown during ``episode``, one per step occurrence, in step order."""
-    return [int(i) for step in episode.steps for i in step.retrieved]
+    """Every experience id shown during ``episode``, one per step occurrence, in step order
+    (values that cannot be library ids, outside [0, 2**64), are skipped)."""
+    return [int(i) for step in episode.steps for i in step.retrieved if 0 <= i < 1 << 64]
 
 
 def is_success(episode: Episode, *, success: str = "won", eta: float | None = None) -> bool:

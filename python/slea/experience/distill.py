@@ -348,6 +348,9 @@ def validate_draft(
         return None, "bad_score"
     if not isinstance(draft.text, str):
         return None, "not_text"
+    head = rules.max_chars * 4 + 16  # clean_text reads no further
+    if len(draft.text) > head and draft.text[head:].strip():
+        return None, "too_long"
     text = clean_text(draft.text, rules.max_chars)
     reason = text_problem(text, sources=sources, rules=rules)
     if reason is not None:

@@ -552,6 +552,11 @@ class EvolutionReport:
 OUTCOMES = ("admitted", "duplicate", "rate_limited", "below_floor", "invalid")
 
 
+def _u64s(ids: Sequence[int]) -> tuple[int, ...]:
+    """The ids that fit the library's uint64 ids (others cannot be provenance: dropped)."""
+    return tuple(i for i in ids if 0 <= i < 1 << 64)
+
+
 def _to_candidates(drafts: Sequence[Draft]) -> list[Any]:
     from slea.experience.library import Candidate
 
@@ -561,8 +566,8 @@ def _to_candidates(drafts: Sequence[Draft]) -> list[Any]:
             zone=d.zone,
             level=d.level,
             score=d.score,
-            episode_ids=tuple(d.episode_ids),
-            cluster_ids=tuple(d.cluster_ids),
+            episode_ids=_u64s(d.episode_ids),
+            cluster_ids=_u64s(d.cluster_ids),
             observation=d.observation,
             action=d.action,
         )

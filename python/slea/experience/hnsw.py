@@ -98,34 +98,6 @@ def _tag_set(tag_filter: Iterable[int] | npt.ArrayLike) -> np.ndarray:
     return np.unique(_uint_array(values, "tag_filter", _U32_MAX, np.uint32))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # pragma: no cover - file systems that refuse directory fsync
-        pass
-    finally:
-        os.close(dfd)
-
-
 class HnswIndex:
     """HNSW index of unit vectors with ``uint64`` ids and ``uint32`` tags (cosine similarity).
 
@@ -355,7 +327,7 @@ class HnswIndex:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to ``path`` atomically (temporary file, fsync, rename, fsync dir)."""
-        _atomic_write(Path(path), self.to_bytes())
+        _core.write_file_atomic(os.fspath(path), self.to_bytes())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> HnswIndex:

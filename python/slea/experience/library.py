@@ -113,7 +113,7 @@ class LibraryConfig:
     cluster_pool_size: int = 16
     """Entries per zone linked to one cluster; a full pool keeps the best by score."""
     max_clusters: int = 10_000
-    """Cluster pools kept; beyond this the least recently used pool is dropped."""
+    """Cluster pools kept; a new pool beyond this drops the least recently used eighth."""
     max_provenance: int = 32
     """Episode ids and cluster ids remembered per entry (most recent)."""
     ema_alpha: float | None = None

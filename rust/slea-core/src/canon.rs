@@ -34,13 +34,19 @@
 //! its own (`^` and `$` anchor at the line's ends); `keep_from_last` and `replace` run on the whole
 //! text in multi-line mode.
 
+mod enumerations;
+mod text;
+
 use std::mem;
 
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
-use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 use crate::error::{Error, Result};
+use enumerations::EnumSorter;
+use text::{
+    casefold, collapse_whitespace, drop_lines, keep_from_last, mask_ids, mask_numbers, nfkc,
+};
 
 /// Version of the canonicalisation algorithm; part of every fingerprint, so that a change in what
 /// a rule does changes the fingerprints (and snapshots made before refuse to load).
@@ -113,13 +119,21 @@ fn default_stop_words() -> Vec<String> {
     ])
 }
 
-/// Lines that are counters or scores ("Moves: 12  Score: 3", "step 4/50", "reward = 0.5").
-const STATUS_LINE: &str =
-    r"(?i)^\W*(?:moves?|score|steps?|turns?|time|reward|points?)\b\W*[-+]?[0-9]";
+/// Lines that are counters or scores, after case folding and white-space collapse ("moves: 12
+/// score: 3", "step 4/50", "[turn 7]", "reward = 0.5"). Each pattern starts with literals, so the
+/// regex engine can skip to candidate positions (a leading `\W*` would make it test every byte).
+const STATUS_LINE: [&str; 2] = [
+    r"^(?:moves?|score|steps?|turns?|time|reward|points?)\b\W*[-+]?[0-9]",
+    r"^\[(?:moves?|score|steps?|turns?|time|reward|points?)\b\W*[-+]?[0-9]",
+];
+
+fn status_patterns() -> Vec<String> {
+    STATUS_LINE.iter().map(|p| p.to_string()).collect()
+}
 
 fn status_lines() -> Rule {
     Rule::DropLines {
-        patterns: vec![STATUS_LINE.into()],
+        patterns: status_patterns(),
     }
 }
 fn sort_rule(lines: bool) -> Rule {
@@ -141,8 +155,8 @@ pub fn preset_rules(name: &str) -> Option<Vec<Rule>> {
     let head = [Rule::Nfkc, Rule::Casefold];
     let rules = match name {
         "generic" => vec![
-            status_lines(),
             Rule::CollapseWhitespace,
+            status_lines(),
             Rule::MaskIds {
                 token: default_id_token(),
                 min_len: default_min_len(),
@@ -156,30 +170,37 @@ pub fn preset_rules(name: &str) -> Option<Vec<Rule>> {
             Rule::KeepFromLast {
                 pattern: r"^-= .+ =-$".into(),
             },
-            Rule::DropLines {
-                patterns: vec![
-                    STATUS_LINE.into(),
-                    r"^\s*>".into(),
-                    r"^\s*your score has just gone (?:up|down)".into(),
-                ],
-            },
             Rule::CollapseWhitespace,
+            Rule::DropLines {
+                patterns: [
+                    &STATUS_LINE[..],
+                    &[r"^your score has just gone (?:up|down)"],
+                ]
+                .concat()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            },
             sort_rule(false),
         ],
         "alfworld" => vec![
+            Rule::CollapseWhitespace,
             Rule::DropLines {
-                patterns: vec![STATUS_LINE.into(), r"^\s*-= welcome to textworld".into()],
+                patterns: [&STATUS_LINE[..], &[r"^-= welcome to textworld"]]
+                    .concat()
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
             },
             Rule::Replace {
                 pattern: r"\bloc [0-9]+\b".into(),
                 replacement: "loc #".into(),
             },
-            Rule::CollapseWhitespace,
             sort_rule(false),
         ],
         "scienceworld" => vec![
-            status_lines(),
             Rule::CollapseWhitespace,
+            status_lines(),
             Rule::MaskNumbers {
                 token: default_number_token(),
             },
@@ -287,10 +308,7 @@ impl CanonSpec {
         let rules = values
             .into_iter()
             .enumerate()
-            .map(|(i, v)| {
-                serde_json::from_value::<Rule>(v)
-                    .map_err(|e| Error::invalid(format!("rules[{i}]"), e))
-            })
+            .map(|(i, v)| parse_rule(v).map_err(|e| Error::invalid(format!("rules[{i}]"), e)))
             .collect::<Result<Vec<_>>>()?;
         CanonSpec::new(rules)
     }
@@ -374,6 +392,22 @@ impl CanonSpec {
     }
 }
 
+/// One rule from its JSON object; unknown fields are refused (serde ignores them on unit
+/// variants of an internally tagged enum, so they are checked against the rule's own fields).
+fn parse_rule(value: serde_json::Value) -> std::result::Result<Rule, String> {
+    let keys: Vec<String> = match &value {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        _ => return Err("must be an object such as {\"rule\": \"nfkc\"}".into()),
+    };
+    let rule: Rule = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    if let Ok(serde_json::Value::Object(known)) = serde_json::to_value(&rule) {
+        if let Some(k) = keys.iter().find(|k| !known.contains_key(k.as_str())) {
+            return Err(format!("unknown field `{k}`"));
+        }
+    }
+    Ok(rule)
+}
+
 /// A compiled rule.
 #[derive(Debug, Clone)]
 enum Step {
@@ -382,15 +416,19 @@ enum Step {
     CollapseWhitespace,
     MaskNumbers(String),
     MaskIds { token: String, min_len: usize },
-    DropLines(Regex),
+    DropLines { whole: Regex, line: Regex },
     KeepFromLast(Regex),
     Replace(Regex, String),
     SortEnumerations(Box<EnumSorter>),
 }
 
 fn compile(pattern: &str, arg: &str) -> Result<Regex> {
+    compile_with(pattern, arg, true)
+}
+
+fn compile_with(pattern: &str, arg: &str, multi_line: bool) -> Result<Regex> {
     RegexBuilder::new(pattern)
-        .multi_line(true)
+        .multi_line(multi_line)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| Error::invalid(arg, format!("is not a valid regex: {e}")))
@@ -437,7 +475,10 @@ impl Step {
                     .map(|p| format!("(?:{p})"))
                     .collect::<Vec<_>>()
                     .join("|");
-                Step::DropLines(compile(&joined, &at("patterns"))?)
+                Step::DropLines {
+                    whole: compile_with(&joined, &at("patterns"), true)?,
+                    line: compile_with(&joined, &at("patterns"), false)?,
+                }
             }
             Rule::KeepFromLast { pattern } => Step::KeepFromLast(compile(pattern, &at("pattern"))?),
             Rule::Replace {
@@ -456,12 +497,9 @@ impl Step {
                 if articles.is_empty() {
                     return Err(Error::invalid(at("articles"), "must not be empty"));
                 }
-                Step::SortEnumerations(Box::new(EnumSorter {
-                    articles: WordSet::new(articles),
-                    conjunctions: WordSet::new(conjunctions),
-                    stop_words: WordSet::new(stop_words),
-                    lines: *lines,
-                }))
+                let sorter = EnumSorter::new(articles, conjunctions, stop_words, *lines)
+                    .map_err(|e| Error::invalid(at("articles"), e))?;
+                Step::SortEnumerations(Box::new(sorter))
             }
         })
     }
@@ -475,7 +513,7 @@ impl Step {
             Step::CollapseWhitespace => collapse_whitespace(src, dst),
             Step::MaskNumbers(token) => mask_numbers(src, token, dst),
             Step::MaskIds { token, min_len } => mask_ids(src, token, *min_len, dst),
-            Step::DropLines(re) => drop_lines(src, re, dst),
+            Step::DropLines { whole, line } => drop_lines(src, whole, line, dst),
             Step::KeepFromLast(re) => keep_from_last(src, re, dst),
             Step::Replace(re, replacement) => match re.replace_all(src, replacement.as_str()) {
                 std::borrow::Cow::Borrowed(_) => false,
@@ -486,456 +524,6 @@ impl Step {
             },
             Step::SortEnumerations(sorter) => sorter.apply(src, dst),
         }
-    }
-}
-
-fn nfkc(src: &str, dst: &mut String) -> bool {
-    if src.is_ascii() || is_nfkc_quick(src.chars()) == IsNormalized::Yes {
-        return false;
-    }
-    dst.extend(src.nfkc());
-    true
-}
-
-fn casefold(src: &str, dst: &mut String) -> bool {
-    if src.is_ascii() {
-        if !src.bytes().any(|b| b.is_ascii_uppercase()) {
-            return false;
-        }
-        dst.push_str(src);
-        dst.make_ascii_lowercase();
-        return true;
-    }
-    for c in src.chars() {
-        if c.is_ascii() {
-            dst.push(c.to_ascii_lowercase());
-        } else {
-            dst.extend(c.to_lowercase());
-        }
-    }
-    true
-}
-
-fn is_line_break(c: char) -> bool {
-    matches!(
-        c,
-        '\n' | '\r' | '\x0b' | '\x0c' | '\u{85}' | '\u{2028}' | '\u{2029}'
-    )
-}
-
-fn collapse_whitespace(src: &str, dst: &mut String) -> bool {
-    let b = src.as_bytes();
-    let n = b.len();
-    // 0: no white space pending, 1: a space, 2: a line break.
-    let mut pending = 0u8;
-    let mut i = 0;
-    while i < n {
-        let start = i;
-        while i < n {
-            let c = b[i];
-            if c < 0x80 {
-                if c == b' ' || (b'\t'..=b'\r').contains(&c) {
-                    break;
-                }
-                i += 1;
-            } else {
-                let ch = next_char(src, i);
-                if ch.is_whitespace() {
-                    break;
-                }
-                i += ch.len_utf8();
-            }
-        }
-        if i > start {
-            if !dst.is_empty() {
-                match pending {
-                    1 => dst.push(' '),
-                    2 => dst.push('\n'),
-                    _ => {}
-                }
-            }
-            dst.push_str(&src[start..i]);
-            pending = 0;
-        }
-        while i < n {
-            let c = b[i];
-            let ch = if c < 0x80 {
-                c as char
-            } else {
-                next_char(src, i)
-            };
-            if !ch.is_whitespace() {
-                break;
-            }
-            pending = pending.max(if is_line_break(ch) { 2 } else { 1 });
-            i += ch.len_utf8();
-        }
-    }
-    true
-}
-
-/// The char starting at byte `i` (a char boundary) of `s`.
-fn next_char(s: &str, i: usize) -> char {
-    s[i..].chars().next().unwrap_or('\0')
-}
-
-fn mask_numbers(src: &str, token: &str, dst: &mut String) -> bool {
-    let b = src.as_bytes();
-    if !b.iter().any(u8::is_ascii_digit) {
-        return false;
-    }
-    let n = b.len();
-    let mut copied = 0;
-    let mut i = 0;
-    while i < n {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        dst.push_str(&src[copied..i]);
-        while i < n && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        while i + 1 < n && (b[i] == b'.' || b[i] == b',') && b[i + 1].is_ascii_digit() {
-            i += 1;
-            while i < n && b[i].is_ascii_digit() {
-                i += 1;
-            }
-        }
-        dst.push_str(token);
-        copied = i;
-    }
-    dst.push_str(&src[copied..]);
-    true
-}
-
-fn is_id_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
-}
-
-fn is_id(word: &[u8], min_len: usize) -> bool {
-    if word.len() > 2
-        && word[0] == b'0'
-        && (word[1] == b'x' || word[1] == b'X')
-        && word[2..].iter().all(u8::is_ascii_hexdigit)
-    {
-        return true;
-    }
-    word.len() >= min_len
-        && word.iter().any(u8::is_ascii_digit)
-        && word.iter().any(u8::is_ascii_alphabetic)
-}
-
-fn mask_ids(src: &str, token: &str, min_len: usize, dst: &mut String) -> bool {
-    let b = src.as_bytes();
-    if !b.iter().any(u8::is_ascii_digit) {
-        return false;
-    }
-    let n = b.len();
-    let mut copied = 0;
-    let mut changed = false;
-    let mut i = 0;
-    while i < n {
-        if !is_id_byte(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < n && is_id_byte(b[i]) {
-            i += 1;
-        }
-        if is_id(&b[start..i], min_len) {
-            dst.push_str(&src[copied..start]);
-            dst.push_str(token);
-            copied = i;
-            changed = true;
-        }
-    }
-    if changed {
-        dst.push_str(&src[copied..]);
-    }
-    changed
-}
-
-/// Start of the line holding byte `pos`.
-fn line_start(s: &str, pos: usize) -> usize {
-    s.as_bytes()[..pos]
-        .iter()
-        .rposition(|&c| c == b'\n')
-        .map_or(0, |p| p + 1)
-}
-
-/// End (index of the `\n`, or the length) of the line starting at `start`.
-fn line_end(s: &str, start: usize) -> usize {
-    s.as_bytes()[start..]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(s.len(), |p| start + p)
-}
-
-fn drop_lines(src: &str, re: &Regex, dst: &mut String) -> bool {
-    // One search over the whole text finds the candidate lines; each line touched by a match is
-    // then tested on its own, which is the definition (a pattern matched against each line).
-    let mut dropped: Vec<(usize, usize)> = Vec::new();
-    let mut pos = 0;
-    while pos <= src.len() {
-        let Some(m) = re.find_at(src, pos) else {
-            break;
-        };
-        let mut ls = line_start(src, m.start());
-        let last = if m.end() > m.start() {
-            m.end() - 1
-        } else {
-            m.start()
-        };
-        loop {
-            let le = line_end(src, ls);
-            if dropped.last().map_or(true, |&(s, _)| s < ls) && re.is_match(&src[ls..le]) {
-                dropped.push((ls, le));
-            }
-            pos = le + 1;
-            if le >= last || le >= src.len() {
-                break;
-            }
-            ls = le + 1;
-        }
-    }
-    if dropped.is_empty() {
-        return false;
-    }
-    let mut first = true;
-    let mut emit = |dst: &mut String, s: &str| {
-        if !first {
-            dst.push('\n');
-        }
-        dst.push_str(s);
-        first = false;
-    };
-    let mut cursor = 0;
-    let mut more = true;
-    for (ls, le) in dropped {
-        if ls > cursor {
-            emit(dst, &src[cursor..ls - 1]);
-        }
-        if le < src.len() {
-            cursor = le + 1;
-        } else {
-            more = false;
-            break;
-        }
-    }
-    if more {
-        emit(dst, &src[cursor..]);
-    }
-    true
-}
-
-fn keep_from_last(src: &str, re: &Regex, dst: &mut String) -> bool {
-    let Some(last) = re.find_iter(src).last() else {
-        return false;
-    };
-    let start = line_start(src, last.start());
-    if start == 0 {
-        return false;
-    }
-    dst.push_str(&src[start..]);
-    true
-}
-
-/// A small set of words, tested by length first.
-#[derive(Debug, Clone)]
-struct WordSet {
-    words: Vec<String>,
-    max_len: usize,
-}
-
-impl WordSet {
-    fn new(words: &[String]) -> Self {
-        WordSet {
-            max_len: words.iter().map(String::len).max().unwrap_or(0),
-            words: words.to_vec(),
-        }
-    }
-    #[inline]
-    fn contains(&self, w: &str) -> bool {
-        w.len() <= self.max_len && self.words.iter().any(|x| x == w)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct EnumSorter {
-    articles: WordSet,
-    conjunctions: WordSet,
-    stop_words: WordSet,
-    lines: bool,
-}
-
-fn is_delimiter(c: u8) -> bool {
-    matches!(c, b'.' | b'!' | b'?' | b';' | b':' | b'\n')
-}
-
-impl EnumSorter {
-    fn apply(&self, src: &str, dst: &mut String) -> bool {
-        let b = src.as_bytes();
-        let mut changed = false;
-        let mut seg_start = 0;
-        for i in 0..=b.len() {
-            if i < b.len() && !is_delimiter(b[i]) {
-                continue;
-            }
-            let seg = &src[seg_start..i];
-            changed |= self.sort_segment(seg, dst);
-            if i < b.len() {
-                dst.push(b[i] as char);
-            }
-            seg_start = i + 1;
-        }
-        if self.lines {
-            if let Some(sorted) = self.sort_lines(dst) {
-                *dst = sorted;
-                changed = true;
-            }
-        }
-        if !changed {
-            dst.clear();
-        }
-        changed
-    }
-
-    /// True when an item starts at word `i` (given the words before it).
-    fn breaks_at(&self, prev2: Option<&str>, prev: &str, word: &str) -> bool {
-        self.articles.contains(word)
-            && (prev.ends_with(',') || (prev2.is_some() && self.conjunctions.contains(prev)))
-    }
-
-    /// Append the segment to `dst`, its items sorted; true when it held a list.
-    fn sort_segment(&self, seg: &str, dst: &mut String) -> bool {
-        let core = seg.trim_matches(' ');
-        let has_break = {
-            let mut words = core.split(' ');
-            let mut prev2: Option<&str> = None;
-            let mut prev = words.next().unwrap_or("");
-            let mut found = false;
-            for w in words {
-                if self.breaks_at(prev2, prev, w) {
-                    found = true;
-                    break;
-                }
-                prev2 = Some(prev);
-                prev = w;
-            }
-            found
-        };
-        if core.is_empty() || !has_break {
-            dst.push_str(seg);
-            return false;
-        }
-        let lead = &seg[..seg.len() - seg.trim_start_matches(' ').len()];
-        let trail = &seg[seg.trim_end_matches(' ').len()..];
-        let words: Vec<&str> = core.split(' ').collect();
-        let mut bounds = vec![0];
-        for i in 1..words.len() {
-            let prev2 = if i >= 2 { Some(words[i - 2]) } else { None };
-            if self.breaks_at(prev2, words[i - 1], words[i]) {
-                bounds.push(i);
-            }
-        }
-        bounds.push(words.len());
-        let n_chunks = bounds.len() - 1;
-        let mut chunks: Vec<Vec<&str>> = Vec::with_capacity(n_chunks);
-        let mut conjunction: Option<&str> = None;
-        for k in 0..n_chunks {
-            let mut chunk = words[bounds[k]..bounds[k + 1]].to_vec();
-            if k + 1 < n_chunks {
-                if chunk.len() >= 2 && chunk.last().is_some_and(|w| self.conjunctions.contains(w)) {
-                    if k + 2 == n_chunks {
-                        conjunction = chunk.last().copied();
-                    }
-                    chunk.pop();
-                }
-                if let Some(w) = chunk.last_mut() {
-                    if let Some(stripped) = w.strip_suffix(',') {
-                        *w = stripped;
-                    }
-                }
-            }
-            chunks.push(chunk);
-        }
-        let first = mem::take(&mut chunks[0]);
-        let j = first
-            .iter()
-            .rposition(|w| self.articles.contains(w))
-            .unwrap_or(0);
-        let prefix = &first[..j];
-        chunks[0] = first[j..].to_vec();
-        let last = mem::take(&mut chunks[n_chunks - 1]);
-        let m = (2..last.len())
-            .find(|&i| self.stop_words.contains(last[i]))
-            .unwrap_or(last.len());
-        let suffix = &last[m..];
-        chunks[n_chunks - 1] = last[..m].to_vec();
-        let mut items: Vec<String> = chunks.iter().map(|c| c.join(" ")).collect();
-        items.sort_unstable();
-        dst.push_str(lead);
-        for w in prefix {
-            dst.push_str(w);
-            dst.push(' ');
-        }
-        let n = items.len();
-        for (k, item) in items.iter().enumerate() {
-            if k > 0 {
-                match conjunction {
-                    Some(c) if k + 1 == n => {
-                        dst.push(' ');
-                        dst.push_str(c);
-                        dst.push(' ');
-                    }
-                    _ => dst.push_str(", "),
-                }
-            }
-            dst.push_str(item);
-        }
-        for w in suffix {
-            dst.push(' ');
-            dst.push_str(w);
-        }
-        dst.push_str(trail);
-        true
-    }
-
-    fn starts_with_article(&self, line: &str) -> bool {
-        let first = line
-            .trim_start_matches([' ', '\t'])
-            .split(' ')
-            .next()
-            .unwrap_or("");
-        self.articles.contains(first)
-    }
-
-    /// The text with runs of two or more article lines sorted, or None when there is no such run.
-    fn sort_lines(&self, text: &str) -> Option<String> {
-        let lines: Vec<&str> = text.split('\n').collect();
-        let mut flags: Vec<bool> = lines.iter().map(|l| self.starts_with_article(l)).collect();
-        let has_run = flags.windows(2).any(|w| w[0] && w[1]);
-        if !has_run {
-            return None;
-        }
-        flags.push(false);
-        let mut out: Vec<&str> = Vec::with_capacity(lines.len());
-        let mut run_start = 0;
-        for (i, line) in lines.iter().enumerate() {
-            if !flags[i] {
-                out.push(line);
-                run_start = i + 1;
-                continue;
-            }
-            if !flags[i + 1] {
-                let mut run = lines[run_start..=i].to_vec();
-                run.sort_unstable();
-                out.extend(run);
-            }
-        }
-        Some(out.join("\n"))
     }
 }
 

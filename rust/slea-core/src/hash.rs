@@ -3,11 +3,14 @@
 //! with the same value in every process, run and platform.
 //!
 //! - [`structural_hash`]: xxh3-64 (seed 0) of the UTF-8 bytes.
-//! - [`simhash`]: 64-bit SimHash of word 3-shingles. Words are maximal runs of characters that are
-//!   neither white space nor ASCII punctuation; each word is hashed with FNV-1a-64; a shingle of
-//!   words `w0 w1 w2` hashes to `mix64(rotl(h0, 42) ^ rotl(h1, 21) ^ h2)` (`mix64` is the SplitMix64
-//!   finaliser; a text of one or two words is one shingle of those words); bit `j` of the SimHash
-//!   is set when more than half of the shingles have bit `j` set. No words: 0.
+//! - [`simhash`]: 64-bit SimHash of word 3-shingles taken within each line, so that, like the
+//!   clusterer's line-set similarity, it does not depend on the order of the lines. Words are
+//!   maximal runs of characters that are neither white space nor ASCII punctuation. A word of UTF-8 bytes `w` hashes to `h = len(w)`
+//!   then `h = mix64(h ^ chunk)` for each 8-byte little-endian chunk of `w` (the last one padded
+//!   with zeros), where `mix64` is the SplitMix64 finaliser. A shingle of words `w0 w1 w2` hashes
+//!   to `mix64(rotl(h0, 42) ^ rotl(h1, 21) ^ h2)`; a line of two words `w0 w1` is one shingle
+//!   `mix64(rotl(h0, 21) ^ h1)`, a line of one word `mix64(h0)`. Bit `j` of the SimHash is set
+//!   when more than half of all the shingles have bit `j` set. No words: 0.
 //! - [`line_hashes`] / [`line_jaccard`]: the set of xxh3-64 hashes of the lines (split on `\n`),
 //!   and the Jaccard index of two such sets.
 
@@ -30,12 +33,21 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Hash of one word (see the module docs).
 #[inline]
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+pub fn word_hash(bytes: &[u8]) -> u64 {
+    let mut h = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        h = mix64(h ^ u64::from_le_bytes(a));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut a = [0u8; 8];
+        a[..rest.len()].copy_from_slice(rest);
+        h = mix64(h ^ u64::from_le_bytes(a));
     }
     h
 }
@@ -45,7 +57,7 @@ fn is_separator_byte(c: u8) -> bool {
     c == b' ' || (b'\t'..=b'\r').contains(&c) || c.is_ascii_punctuation()
 }
 
-/// Calls `f` with the FNV-1a-64 hash of each word of `text`, in order.
+/// Calls `f` with the [`word_hash`] of each word of `text`, in order.
 fn for_each_word_hash(text: &str, mut f: impl FnMut(u64)) {
     let b = text.as_bytes();
     let n = b.len();
@@ -84,35 +96,56 @@ fn for_each_word_hash(text: &str, mut f: impl FnMut(u64)) {
             }
         }
         if i > start {
-            f(fnv1a(&b[start..i]));
+            f(word_hash(&b[start..i]));
         }
     }
 }
 
-/// Bit counts of a stream of 64-bit hashes, for a SimHash majority vote.
+/// Bit counts of a stream of 64-bit hashes, for a SimHash majority vote. Bit-sliced: `lanes[k]`
+/// holds eight 8-bit counters, for bits `k, k + 8, ..., k + 56`, flushed to `ones` every 255 adds.
 struct BitVote {
-    ones: [u32; 64],
-    n: u32,
+    lanes: [u64; 8],
+    pending: u32,
+    ones: [u64; 64],
+    n: u64,
 }
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
 
 impl BitVote {
     fn new() -> Self {
         BitVote {
+            lanes: [0; 8],
+            pending: 0,
             ones: [0; 64],
             n: 0,
         }
     }
     #[inline]
     fn add(&mut self, h: u64) {
-        for (j, c) in self.ones.iter_mut().enumerate() {
-            *c += ((h >> j) & 1) as u32;
+        for (k, lane) in self.lanes.iter_mut().enumerate() {
+            *lane += (h >> k) & LOW_BITS;
         }
+        self.pending += 1;
         self.n += 1;
+        if self.pending == 255 {
+            self.flush();
+        }
     }
-    fn finish(&self) -> u64 {
+    fn flush(&mut self) {
+        for (k, lane) in self.lanes.iter_mut().enumerate() {
+            for byte in 0..8 {
+                self.ones[8 * byte + k] += (*lane >> (8 * byte)) & 0xff;
+            }
+            *lane = 0;
+        }
+        self.pending = 0;
+    }
+    fn finish(&mut self) -> u64 {
+        self.flush();
         let mut out = 0u64;
         for (j, &c) in self.ones.iter().enumerate() {
-            if 2 * (c as u64) > self.n as u64 {
+            if 2 * c > self.n {
                 out |= 1 << j;
             }
         }
@@ -123,21 +156,27 @@ impl BitVote {
 /// SimHash-64 of the word 3-shingles of an already canonical text (see the module docs).
 pub fn simhash(canonical: &str) -> u64 {
     let mut vote = BitVote::new();
-    let (mut h0, mut h1) = (0u64, 0u64);
-    let mut words = 0usize;
-    for_each_word_hash(canonical, |h| {
-        words += 1;
-        if words >= SHINGLE {
-            vote.add(mix64(h0.rotate_left(42) ^ h1.rotate_left(21) ^ h));
+    for line in canonical.split('\n') {
+        let (mut h0, mut h1) = (0u64, 0u64);
+        let mut words = 0usize;
+        for_each_word_hash(line, |h| {
+            words += 1;
+            if words >= SHINGLE {
+                vote.add(mix64(h0.rotate_left(42) ^ h1.rotate_left(21) ^ h));
+            }
+            h0 = h1;
+            h1 = h;
+        });
+        match words {
+            1 => vote.add(mix64(h1)),
+            2 => vote.add(mix64(h0.rotate_left(21) ^ h1)),
+            _ => {}
         }
-        h0 = h1;
-        h1 = h;
-    });
-    match words {
-        0 => 0,
-        1 => mix64(h1),
-        2 => mix64(h0.rotate_left(21) ^ h1),
-        _ => vote.finish(),
+    }
+    if vote.n == 0 {
+        0
+    } else {
+        vote.finish()
     }
 }
 
@@ -186,8 +225,31 @@ mod tests {
         assert_eq!(structural_hash(""), 0x2d06_8005_38d3_94c2);
         assert_eq!(simhash(""), 0);
         assert_eq!(simhash(" ,.; "), 0);
-        assert_eq!(simhash("hello"), mix64(fnv1a(b"hello")));
+        assert_eq!(simhash("hello"), mix64(word_hash(b"hello")));
         assert_eq!(simhash("a, b"), simhash("a b"));
+        assert_eq!(
+            simhash("one two three four\nfive six"),
+            simhash("five six\none two three four")
+        );
+    }
+
+    #[test]
+    fn bit_vote_matches_a_plain_count() {
+        let mut v = BitVote::new();
+        let hs: Vec<u64> = (0..1000u64).map(|i| mix64(i) & mix64(i + 7)).collect();
+        for &h in &hs {
+            v.add(h);
+        }
+        let mut plain = 0u64;
+        for j in 0..64 {
+            let ones = hs.iter().filter(|&&h| (h >> j) & 1 == 1).count();
+            if 2 * ones > hs.len() {
+                plain |= 1 << j;
+            }
+        }
+        assert_eq!(v.finish(), plain);
+        assert_eq!(word_hash(b""), 0);
+        assert_ne!(word_hash(b"abcdefgh"), word_hash(b"abcdefgh\0"));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! 2. `rate_limited`: the zone's token bucket (capacity = refill per iteration =
 //!    `rate_per_step[zone]`, clock = the iteration) has no token. A token is spent only when a
 //!    candidate is admitted, so duplicates and rejects do not use up the step's budget.
-//! 3. `duplicate`: cosine >= `novelty_threshold` to an entry of the same zone (any level; the
+//! 3. `duplicate`: cosine >= `novelty_threshold` to an entry of the same zone (exact scan, any level; the
 //!    most similar, ties to the lowest id). That entry keeps the higher score, merges the
 //!    provenance (episode and cluster ids, bounded to the `max_provenance` most recent), takes the
 //!    newer iteration, adopts a demonstration if it had none, and is linked to the candidate's
@@ -25,8 +25,8 @@
 //! result is cached under (cluster, k's) and valid while the library version is unchanged. On a
 //! miss [`Library::retrieve_fallback`] searches the HNSW index per zone, keeps results with cosine
 //! above `fallback_threshold` and links them to the cluster. A full pool drops its lowest entry
-//! (score, then age) for a better one; beyond `max_clusters` pools the least recently used pool
-//! is dropped. Removing an entry removes its links; an empty pool is removed.
+//! (score, then age) for a better one; a new pool beyond `max_clusters` first drops the least
+//! recently used eighth of the pools (at least one). Removing an entry removes its links; an empty pool is removed.
 //!
 //! Every mutation (admit, merge, link, remove, outcome, import) bumps [`Library::version`].
 //! Nothing here reads a clock or a random source: the same calls give the same library.
@@ -55,7 +55,6 @@ pub struct Library {
     params: LibraryParams,
     entries: HashMap<u64, Arc<Entry>>,
     buckets: [[BTreeSet<Key>; 3]; 2],
-    zones: [ZoneMatrix; 2],
     index: HnswIndex,
     pools: HashMap<u64, Pool>,
     links: HashMap<u64, Vec<u64>>,
@@ -81,7 +80,6 @@ impl Library {
             params,
             entries: HashMap::new(),
             buckets: Default::default(),
-            zones: Default::default(),
             index,
             pools: HashMap::new(),
             links: HashMap::new(),
@@ -144,6 +142,19 @@ impl Library {
         self.pools
             .get(&cluster)
             .map(|p| (p.ids[0].clone(), p.ids[1].clone()))
+    }
+
+    /// Entries in `zone`.
+    fn zone_len(&self, zone: Zone) -> usize {
+        self.buckets[zone.index()].iter().map(BTreeSet::len).sum()
+    }
+
+    /// Most similar entry of `zone` by an exact scan: `(id, cosine)`, ties to the lowest id.
+    fn nearest_in_zone(&self, zone: Zone, unit: &[f32]) -> Option<(u64, f32)> {
+        let z = zone.index() as u32;
+        let filter = move |t: u32| t / 3 == z;
+        let found = self.index.search_exact(unit, 1, Some(&filter)).ok()?;
+        found.first().copied()
     }
 
     fn mutated(&mut self) {
@@ -230,7 +241,7 @@ impl Library {
             );
             return reject(Outcome::RateLimited, reason);
         }
-        if let Some((id, cos)) = self.zones[z].nearest(&unit) {
+        if let Some((id, cos)) = self.nearest_in_zone(c.zone, &unit) {
             if cos >= self.params.novelty_threshold {
                 self.merge_into(id, &c, demo, iteration);
                 return Decision {
@@ -390,7 +401,6 @@ impl Library {
         };
         let (z, l) = (e.zone.index(), e.level.index());
         self.buckets[z][l].remove(&e.key());
-        self.zones[z].remove(id, self.params.dim);
         self.index.remove(id);
         for cl in self.links.remove(&id).unwrap_or_default() {
             if let Some(p) = self.pools.get_mut(&cl) {
@@ -501,8 +511,8 @@ impl Library {
                     + 8 * (e.episode_ids.capacity() + e.cluster_ids.capacity())
                     + e.observation.as_ref().map_or(0, String::capacity)
                     + e.action.as_ref().map_or(0, String::capacity)
-                    + 4 * dim // the entry's own vector
-                    + 4 * dim + 8 + 16 // zone matrix row, id, row map
+                    + 4 * dim // the entry's own vector (the index keeps another)
+                    + 16 // the Arc's counters
                     + 2 * (8 + 16) // entry map and bucket set
             })
             .sum();

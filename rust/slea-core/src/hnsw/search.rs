@@ -25,6 +25,15 @@ impl Ord for ExactHit {
     }
 }
 
+/// The inputs every row of a batch search shares.
+struct Plan<'a> {
+    k: usize,
+    ef: Option<usize>,
+    filter: Option<&'a (dyn Fn(u32) -> bool + Sync)>,
+    n_match: usize,
+    width: usize,
+}
+
 impl HnswIndex {
     /// Search `queries` (`rows x dim`, row-major) on `threads` threads (1: the calling thread;
     /// at most [`MAX_THREADS`] and one per row).
@@ -49,11 +58,7 @@ impl HnswIndex {
         for (i, row) in queries.chunks_exact(dim).enumerate() {
             push_normalised(row, &mut unit).map_err(|e| norm_error(&format!("queries[{i}]"), e))?;
         }
-        let plain: Option<&dyn Fn(u32) -> bool> = match filter {
-            Some(f) => Some(f),
-            None => None,
-        };
-        let n_match = match plain {
+        let n_match = match filter {
             Some(f) => self.count_matching(f),
             None => self.len(),
         };
@@ -63,31 +68,16 @@ impl HnswIndex {
         if width == 0 {
             return Ok(BatchResult { ids, scores, width });
         }
-        let run = |qs: &[f32], ids: &mut [u64], scores: &mut [f32]| {
-            let rows = qs.chunks_exact(dim);
-            let outs = ids
-                .chunks_exact_mut(width)
-                .zip(scores.chunks_exact_mut(width));
-            for (q, (ri, rs)) in rows.zip(outs) {
-                let plain: Option<&dyn Fn(u32) -> bool> = match filter {
-                    Some(f) => Some(f),
-                    None => None,
-                };
-                for (j, (id, s)) in self
-                    .search_unit(q, k, ef, plain, n_match)
-                    .into_iter()
-                    .enumerate()
-                {
-                    if j < width {
-                        ri[j] = id;
-                        rs[j] = s;
-                    }
-                }
-            }
+        let plan = Plan {
+            k,
+            ef,
+            filter,
+            n_match,
+            width,
         };
         let threads = threads.clamp(1, rows.clamp(1, MAX_THREADS));
         if threads == 1 {
-            run(&unit, &mut ids, &mut scores);
+            self.fill_rows(&plan, &unit, &mut ids, &mut scores);
         } else {
             let per = rows.div_ceil(threads);
             std::thread::scope(|sc| {
@@ -96,12 +86,27 @@ impl HnswIndex {
                     .zip(ids.chunks_mut(per * width))
                     .zip(scores.chunks_mut(per * width));
                 for ((qs, is), ss) in parts {
-                    let run = &run;
-                    sc.spawn(move || run(qs, is, ss));
+                    let plan = &plan;
+                    sc.spawn(move || self.fill_rows(plan, qs, is, ss));
                 }
             });
         }
         Ok(BatchResult { ids, scores, width })
+    }
+
+    /// Search each normalised row of `qs` into its `plan.width` slots of `ids` and `scores`.
+    fn fill_rows(&self, plan: &Plan<'_>, qs: &[f32], ids: &mut [u64], scores: &mut [f32]) {
+        let outs = ids
+            .chunks_exact_mut(plan.width)
+            .zip(scores.chunks_exact_mut(plan.width));
+        for (q, (ri, rs)) in qs.chunks_exact(self.dim()).zip(outs) {
+            let filter = plan.filter.map(|f| f as &dyn Fn(u32) -> bool);
+            let hits = self.search_unit(q, plan.k, plan.ef, filter, plan.n_match);
+            for (j, (id, s)) in hits.into_iter().take(plan.width).enumerate() {
+                ri[j] = id;
+                rs[j] = s;
+            }
+        }
     }
 
     /// Live entries whose tag passes `filter`.

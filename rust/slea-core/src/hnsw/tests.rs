@@ -703,3 +703,9 @@ fn newer_format_version_is_named() {
     let err = HnswIndex::from_bytes(&b).unwrap_err().to_string();
     assert!(err.contains("bad magic"), "{err}");
 }
+
+#[test]
+fn index_is_send_and_sync() {
+    fn check<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    check::<HnswIndex>();
+}

@@ -311,7 +311,6 @@ impl Library {
             seq: e.seq,
             id: e.id,
         });
-        self.zones[z].push(e.id, &e.embedding);
         self.next_id = self.next_id.max(e.id.saturating_add(1));
         self.next_seq = self.next_seq.max(e.seq.saturating_add(1));
         self.entries.insert(e.id, Arc::new(e));

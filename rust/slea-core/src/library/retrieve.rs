@@ -26,7 +26,7 @@ impl Library {
         };
         let (z, key) = (e.zone.index(), e.key());
         if !self.pools.contains_key(&cluster) && self.pools.len() >= self.params.max_clusters {
-            self.drop_lru_pool();
+            self.drop_lru_pools();
         }
         self.tick += 1;
         let tick = self.tick;
@@ -61,16 +61,20 @@ impl Library {
         true
     }
 
-    fn drop_lru_pool(&mut self) {
-        let lru = self
-            .pools
-            .iter()
-            .min_by_key(|(c, p)| (p.last_used, **c))
-            .map(|(c, _)| *c);
-        let Some(cl) = lru else {
-            return;
-        };
-        if let Some(p) = self.pools.remove(&cl) {
+    /// Drop the least recently used eighth of the pools (at least one), so that the scan is
+    /// amortised over many new clusters. Ties on recency go to the smaller cluster id.
+    fn drop_lru_pools(&mut self) {
+        let n = self.pools.len().div_ceil(8).max(1);
+        let mut order: Vec<(u64, u64)> =
+            self.pools.iter().map(|(c, p)| (p.last_used, *c)).collect();
+        if n < order.len() {
+            order.select_nth_unstable(n - 1);
+            order.truncate(n);
+        }
+        for (_, cl) in order {
+            let Some(p) = self.pools.remove(&cl) else {
+                continue;
+            };
             for id in p.ids.iter().flatten() {
                 if let Some(v) = self.links.get_mut(id) {
                     v.retain(|&c| c != cl);
@@ -87,7 +91,9 @@ impl Library {
     pub fn link(&mut self, cluster: u64, ids: &[u64]) -> Result<usize> {
         self.check_ids(ids)?;
         let added = ids.iter().filter(|&&id| self.link_one(cluster, id)).count();
-        self.mutated();
+        if added > 0 {
+            self.mutated();
+        }
         Ok(added)
     }
 
@@ -154,7 +160,7 @@ impl Library {
         let mut out: Vec<Arc<Entry>> = Vec::new();
         if let Some(q) = q {
             for (zone, k) in [(Zone::Strategy, ks), (Zone::Warning, kw)] {
-                let k = k.min(self.zones[zone.index()].ids.len());
+                let k = k.min(self.zone_len(zone));
                 if k == 0 {
                     continue;
                 }

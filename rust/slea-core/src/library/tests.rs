@@ -56,10 +56,7 @@ fn check_invariants(lib: &Library) {
             let n = lib.buckets[z.index()][l.index()].len();
             assert!(n <= p.capacity[z.index()], "capacity exceeded");
         }
-        assert_eq!(
-            lib.zones[z.index()].ids.len(),
-            lib.entries(Some(z), None).len()
-        );
+        assert_eq!(lib.zone_len(z), lib.entries(Some(z), None).len());
     }
     assert_eq!(lib.index.len(), lib.entries.len());
     assert!(lib.pools.len() <= p.max_clusters);

@@ -2,7 +2,6 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Zone of an experience: what it is about.
@@ -341,55 +340,6 @@ impl Ord for Key {
             .then(self.seq.cmp(&o.seq))
             .then(self.id.cmp(&o.id))
     }
-}
-
-/// Contiguous embeddings of one zone, for the exact novelty scan.
-#[derive(Debug, Clone, Default)]
-pub(super) struct ZoneMatrix {
-    pub(super) ids: Vec<u64>,
-    data: Vec<f32>,
-    row: HashMap<u64, usize>,
-}
-
-impl ZoneMatrix {
-    pub(super) fn push(&mut self, id: u64, v: &[f32]) {
-        self.row.insert(id, self.ids.len());
-        self.ids.push(id);
-        self.data.extend_from_slice(v);
-    }
-
-    pub(super) fn remove(&mut self, id: u64, dim: usize) {
-        let Some(r) = self.row.remove(&id) else {
-            return;
-        };
-        let last = self.ids.len() - 1;
-        if r != last {
-            self.ids.swap(r, last);
-            let (a, b) = self.data.split_at_mut(last * dim);
-            a[r * dim..(r + 1) * dim].copy_from_slice(&b[..dim]);
-            self.row.insert(self.ids[r], r);
-        }
-        self.ids.pop();
-        self.data.truncate(last * dim);
-    }
-
-    /// Most similar row: `(id, cosine)`, ties to the lowest id.
-    pub(super) fn nearest(&self, q: &[f32]) -> Option<(u64, f32)> {
-        let dim = q.len();
-        let mut best: Option<(u64, f32)> = None;
-        for (id, row) in self.ids.iter().zip(self.data.chunks_exact(dim)) {
-            let c = dot(row, q);
-            best = match best {
-                Some((bid, bc)) if bc > c || (bc == c && bid < *id) => Some((bid, bc)),
-                _ => Some((*id, c)),
-            };
-        }
-        best
-    }
-}
-
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 pub(super) fn outcome_index(o: Outcome) -> usize {
