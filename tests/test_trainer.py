@@ -198,6 +198,10 @@ def test_bad_input_errors_name_the_fix(trained: Path, tmp_path: Path) -> None:
         Trainer(tiny_config(tmp_path / "a", "env.id=slea/Nope-v0"))
     with pytest.raises(ConfigError, match=r"model\.path: .* is not a model directory"):
         Trainer(tiny_config(tmp_path / "b", f"model.path={tmp_path / 'no-model'}"))
+    with pytest.raises(ConfigError, match=r"env\.games: level for kind='coin' must be"):
+        Trainer(tiny_config(tmp_path / "c", "env.games.level=1000"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not (tmp_path / "c").exists()  # a failed start leaves no half-made run behind
     with pytest.raises(
         ConfigError, match=r"already holds a run; resume it with `slea train --resume"
     ):

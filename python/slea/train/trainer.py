@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -32,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from slea.errors import ConfigError, EnvError, SleaError
+from slea.errors import SleaError
 from slea.experience.prompt import DEFAULT_RULES, GENERATE_SUFFIX
 from slea.rollout import EpisodeSpec, PromptSettings, Rollout, collect
+from slea.train import setup
 from slea.train.checkpoint import CheckpointManager, atomic_write_text
 from slea.train.config import TrainConfig
 from slea.train.logging import METRICS, MetricsLogger, Progress, truncate_metrics
 
-TEXTWORLD = "slea/TextWorld-v0"
 TIMING_KEYS = (
     "rollout",
     "generation",
@@ -66,37 +65,64 @@ class Trainer:
 
         self.config = cfg = config
         self.run_dir = Path(cfg.run.dir)
-        self.rank, self.world = _init_distributed()
-        _check_env_id(cfg.env.id)
+        self.rank, self.world = setup.init_distributed()
+        setup.check_env_id(cfg.env.id)
+        setup.check_model_path(cfg)
         torch.set_num_threads(cfg.train.threads)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
+        created = False
         if _checkpoint is None and self.rank == 0:
-            _prepare_run_dir(self.run_dir, cfg)
-        _seed_everything(cfg.train.seed)
+            created = setup.prepare_run_dir(self.run_dir, cfg)
+        try:
+            self._build(_checkpoint)
+        except BaseException:
+            if created:  # a failed start leaves nothing behind
+                self.close()
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _build(self, checkpoint: Path | None) -> None:
+        import torch
+
+        cfg = self.config
+        setup.seed_everything(cfg.train.seed)
         self.iteration = 0
         self.next_episode_id = 0
         self.env_steps = 0
         self.elapsed_s = 0.0
         self.sample_rng = torch.Generator().manual_seed(cfg.train.seed)
         self.task_rng = np.random.default_rng(cfg.train.seed)
-        self.games = self._make_games()
-        self.venv: Any = None
-        self._eval_venvs: dict[str, Any] = {}
-        if self.rank == 0:
-            self.venv = self._make_venv(
-                "train", cfg.rollout.tasks_per_iteration * cfg.rollout.group_size
-            )
-        self.policy = self._make_policy(_checkpoint)
-        self.ddp_model = self._wrap_ddp()
-        self.optimizer = self._make_optimizer()
-        self.clusterer = self._make_clusterer()
-        self.library = self._make_library()
-        self.distiller = self._make_distiller()
         self.logger: MetricsLogger | None = None
         self._last_retrieval = (0, 0)
-        if _checkpoint is not None:
-            self._load_checkpoint(_checkpoint)
+        self._eval_venvs: dict[str, Any] = {}
+        self.venv: Any = None
+        self.games = setup.make_games(cfg)
+        if self.rank == 0:
+            r = cfg.rollout
+            self.venv = setup.make_venv(
+                cfg, self.games, "train", r.tasks_per_iteration * r.group_size
+            )
+        init = Path(cfg.model.path) if cfg.model.path else self.run_dir / "model_init"
+        if not cfg.model.path and not (init / "config.json").is_file():
+            if self.rank == 0:  # a tiny model with a tokenizer trained on the training games
+                from slea.policy.tiny import build_tiny
+
+                corpus = setup.tokenizer_corpus(cfg, self.venv, self._tasks("train"))
+                build_tiny(init, corpus, cfg.model.tiny, seed=cfg.train.seed)
+            setup.barrier()
+        self.policy = setup.make_policy(cfg, init, checkpoint)
+        self.ddp_model = None
+        if self.world > 1 and cfg.train.update_policy:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.policy.model)
+        from slea.algo.update import make_optimizer
+
+        self.optimizer = make_optimizer(self.policy.trainable_parameters(), cfg.update)
+        self.clusterer = setup.make_clusterer(cfg)
+        self.library = setup.make_library(cfg)
+        self.distiller = setup.make_distiller(cfg, self.policy)
+        if checkpoint is not None:
+            self._load_checkpoint(checkpoint)
 
     # ================================================================== the loop
     def fit(self) -> dict[str, Any]:
@@ -258,7 +284,9 @@ class Trainer:
             for _ in range(episodes_per_task)
         ]
         venv = self._eval_venv(split, len(specs))
-        gen = torch.Generator().manual_seed(_mix(cfg.train.seed, self.iteration, split, greedy))
+        gen = torch.Generator().manual_seed(
+            setup.mix(cfg.train.seed, self.iteration, split, greedy)
+        )
         use_library = cfg.retrieval.in_eval and self._retrieval_active(eval_mode=True)
         episodes, rows, retrieved = [], 0, 0
         with self._memory_for_eval() as (clusterer, library):
@@ -271,7 +299,7 @@ class Trainer:
                     library if use_library else None,
                     generator=gen,
                     greedy=greedy,
-                    seed=_mix(cfg.train.seed, lo, split) & 0x7FFFFFFF,
+                    seed=setup.mix(cfg.train.seed, lo, split) & 0x7FFFFFFF,
                 )
                 episodes.extend(ro.episodes)
                 rows += len(ro)
@@ -345,7 +373,7 @@ class Trainer:
         torch.save(self.optimizer.state_dict(), d / "optimizer.pt")
         self.library.save(d / "library.snap")
         self.clusterer.save(d / "clusterer.snap")
-        (d / "rng.json").write_text(json.dumps(_rng_state(self)))
+        (d / "rng.json").write_text(json.dumps(setup.rng_state(self.sample_rng, self.task_rng)))
         state = {
             "iteration": self.iteration,
             "next_episode_id": self.next_episode_id,
@@ -363,7 +391,7 @@ class Trainer:
         continue exactly where the checkpoint left off. A run killed before its first checkpoint
         restarts from iteration 0 with its saved config.
         """
-        cfg, latest = _open_run(run_dir)
+        cfg, latest = setup.open_run(run_dir)
         if latest is None:
             return cls(cfg.replace("run.overwrite=true"))
         trainer = cls(cfg, _checkpoint=latest)
@@ -374,7 +402,7 @@ class Trainer:
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> Trainer:
         """Open a run's latest checkpoint for evaluation; writes nothing to the run directory."""
-        cfg, latest = _open_run(run_dir)
+        cfg, latest = setup.open_run(run_dir)
         if latest is None:
             raise SleaError(
                 f"run {str(run_dir)!r} has no checkpoint yet; wait for the first one or resume "
@@ -397,7 +425,9 @@ class Trainer:
         self.library = ExperienceLibrary.load(d / "library.snap")
         self.clusterer = ObservationClusterer.load(d / "clusterer.snap")
         self._last_retrieval = tuple(state.get("retrieval_counters", (0, 0)))  # type: ignore[assignment]
-        _set_rng_state(self, json.loads((d / "rng.json").read_text()))
+        setup.set_rng_state(
+            json.loads((d / "rng.json").read_text()), self.sample_rng, self.task_rng
+        )
 
     # ================================================================== building blocks
     def _collect(
@@ -414,7 +444,7 @@ class Trainer:
         import slea
 
         cfg = self.config
-        spec = _canon_spec(cfg.clustering.canon)
+        spec = setup.canon_spec(cfg.clustering.canon)
         retrieve = None
         if library is not None:
 
@@ -456,7 +486,7 @@ class Trainer:
         from slea.algo.update import update_policy
 
         if self.world > 1:
-            _broadcast([self.iteration, records, advantages])
+            setup.broadcast([self.iteration, records, advantages])
         stats = update_policy(
             self.policy,
             self.optimizer,
@@ -472,14 +502,14 @@ class Trainer:
         """Mini-batch order of an iteration's update: the same on every rank and after a resume."""
         import torch
 
-        return torch.Generator().manual_seed(_mix(self.config.train.seed, "update", iteration))
+        return torch.Generator().manual_seed(setup.mix(self.config.train.seed, "update", iteration))
 
     def _follow_updates(self) -> dict[str, Any]:
         """Ranks > 0: take part in every update that rank 0 broadcasts, until it says stop."""
         from slea.algo.update import update_policy
 
         while True:
-            payload = _broadcast(None)
+            payload = setup.broadcast(None)
             if payload is None:
                 return {}
             iteration, records, advantages = payload
@@ -495,7 +525,7 @@ class Trainer:
 
     def _stop_followers(self) -> None:
         if self.world > 1:
-            _broadcast(None, stop=True)
+            setup.broadcast(None, stop=True)
 
     def _evolve(self, rollout: Rollout) -> dict[str, Any]:
         from slea.experience.evolve import evolve_library
@@ -528,8 +558,7 @@ class Trainer:
         ]
 
     def _tasks(self, split: str) -> list[tuple[str, dict[str, Any]]]:
-        games = self.games.get(split, [])
-        return [(Path(g).stem, {"task_id": i}) for i, g in enumerate(games)]
+        return setup.tasks_of(self.games, split)
 
     def _prompt_settings(self) -> PromptSettings:
         cfg = self.config
@@ -597,167 +626,23 @@ class Trainer:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    # ------------------------------------------------------------------ construction helpers
-    def _make_games(self) -> dict[str, list[Path]]:
-        cfg = self.config
-        if cfg.env.id != TEXTWORLD:
-            return {}
-        from slea.envs.textworld import make_splits
-
-        g = cfg.env.games
-        cache = Path(g.cache_dir) if g.cache_dir else None
-        try:  # generated once (about 3 s per game per core), then cached
-            return make_splits(
-                cache, {"train": g.train, "test": g.test}, seed=g.seed, kind=g.kind, level=g.level
-            )
-        except ValueError as exc:
-            raise ConfigError(f"env.games: {exc}") from None
-
-    def _make_venv(self, split: str, num_envs: int) -> Any:
-        from slea.envs import make_vec
-
-        cfg = self.config
-        kwargs = dict(cfg.env.kwargs)
-        kwargs.setdefault("max_episode_steps", cfg.rollout.max_steps)
-        if cfg.env.id == TEXTWORLD:
-            kwargs["games"] = [str(p) for p in self.games[split]]
-        return make_vec(cfg.env.id, num_envs, mode=cfg.env.vector_mode, **kwargs)
-
     def _eval_venv(self, split: str, episodes: int) -> Any:
         if split == "train" and self.venv is not None:
             return self.venv
         if split not in self._eval_venvs:
-            size = min(
-                episodes, self.config.rollout.tasks_per_iteration * self.config.rollout.group_size
-            )
-            self._eval_venvs[split] = self._make_venv(split, size)
+            r = self.config.rollout
+            size = min(episodes, r.tasks_per_iteration * r.group_size)
+            self._eval_venvs[split] = setup.make_venv(self.config, self.games, split, size)
         return self._eval_venvs[split]
-
-    def _make_policy(self, checkpoint: Path | None) -> Any:
-        import copy
-
-        from slea.policy.hf import HFPolicy, LoraSpec
-
-        cfg = self.config
-        init = Path(cfg.model.path) if cfg.model.path else self.run_dir / "model_init"
-        if not cfg.model.path and not (init / "config.json").is_file():
-            if self.rank == 0:
-                self._build_tiny(init)
-            _barrier()
-        lora = None
-        if cfg.model.lora_r:
-            lora = LoraSpec(
-                r=cfg.model.lora_r,
-                alpha=cfg.model.lora_alpha,
-                target_modules=cfg.model.lora_targets,
-            )
-        kwargs: dict[str, Any] = dict(
-            mode=cfg.policy.mode,
-            temperature=cfg.policy.temperature,
-            top_p=cfg.policy.top_p,
-            max_new_tokens=cfg.policy.max_new_tokens,
-            parser=cfg.policy.parser,
-            end_of_action=cfg.policy.end_of_action or None,
-            score_chunk=cfg.policy.score_chunk,
-        )
-        load: dict[str, Any] = dict(dtype=cfg.model.dtype, device=cfg.model.device)
-        if checkpoint is not None and lora is None:
-            policy = HFPolicy.from_pretrained(init, **load, **kwargs)
-            policy.model.load_state_dict(_load_weights(checkpoint / "model", cfg.model.dtype))
-        else:
-            policy = HFPolicy.from_pretrained(init, lora=lora, **load, **kwargs)
-            if checkpoint is not None:
-                _load_adapter(policy.model, checkpoint / "model")
-        if cfg.update.kl_beta > 0 and cfg.train.update_policy and lora is None:
-            if checkpoint is None:
-                policy.set_reference(copy.deepcopy(policy.model))
-            else:
-                policy.set_reference(HFPolicy.from_pretrained(init, **load, **kwargs).model)
-        return policy
-
-    def _build_tiny(self, out: Path) -> None:
-        from slea.policy.tiny import build_tiny
-
-        texts = self._tokenizer_corpus()
-        build_tiny(out, texts, self.config.model.tiny, seed=self.config.train.seed)
-
-    def _tokenizer_corpus(self) -> list[str]:
-        """Texts of random-walk episodes on the training tasks, plus the prompt scaffolding."""
-        cfg = self.config
-        rng = random.Random(cfg.train.seed)
-        scaffold = [
-            DEFAULT_RULES,
-            GENERATE_SUFFIX,
-            cfg.prompt.rules,
-            "### System\n### User\n### Assistant\nTask:\nHistory:\nNow:\nActions:",
-            'Tips:\n- Worked step: when you saw "x", the right action was "y".\nAvoid:\n- ',
-        ]
-        texts = scaffold * 50  # frequent enough that every scaffold word becomes one token
-        tasks = self._tasks("train")
-        n = cfg.model.tokenizer_corpus_episodes * max(len(tasks), 1)
-        specs = [tasks[i % len(tasks)][1] for i in range(n)] if tasks else [{} for _ in range(n)]
-        venv = self.venv
-        for lo in range(0, len(specs), venv.num_envs):
-            wave = specs[lo : lo + venv.num_envs]
-            opts = wave + [wave[0]] * (venv.num_envs - len(wave))
-            obs, infos = venv.reset(seed=cfg.train.seed + lo, options={"env_options": opts})
-            from slea.rollout import _unbatch
-
-            info = _unbatch(infos, venv.num_envs)
-            texts.extend(str(o) for o in obs)
-            texts.extend(str(i.get("task", "")) for i in info)
-            for _ in range(cfg.rollout.max_steps):
-                acts = []
-                for i in info:
-                    adm = list(i.get("admissible_actions", [])) or ["look"]
-                    texts.extend(adm)
-                    acts.append(rng.choice(adm))
-                obs, _, _, _, infos = venv.step(acts)
-                new = _unbatch(infos, venv.num_envs)
-                info = [n_ if n_ else o_ for n_, o_ in zip(new, info, strict=True)]
-                texts.extend(str(o) for o in obs)
-        return texts
-
-    def _wrap_ddp(self) -> Any:
-        if self.world == 1 or not self.config.train.update_policy:
-            return None
-        import torch
-
-        return torch.nn.parallel.DistributedDataParallel(self.policy.model)
-
-    def _make_optimizer(self) -> Any:
-        from slea.algo.update import make_optimizer
-
-        return make_optimizer(self.policy.trainable_parameters(), self.config.update)
-
-    def _make_clusterer(self) -> Any:
-        from slea.clustering import ObservationClusterer
-
-        c = self.config.clustering
-        return ObservationClusterer(
-            threshold=c.threshold, canon=_canon_spec(c.canon), max_clusters=c.max_clusters or None
-        )
-
-    def _make_library(self) -> Any:
-        from slea.experience.library import ExperienceLibrary
-
-        return ExperienceLibrary(self.config.library)
-
-    def _make_distiller(self) -> Any:
-        from slea.experience.evolve import make_distiller
-
-        return make_distiller(
-            self.config.evolution, model=self.policy.model, tokenizer=self.policy.tokenizer
-        )
 
     def close(self) -> None:
         """Close the vector envs and the metrics sinks."""
-        for v in [self.venv, *self._eval_venvs.values()]:
+        for v in [getattr(self, "venv", None), *getattr(self, "_eval_venvs", {}).values()]:
             if v is not None:
                 v.close()
         self._eval_venvs.clear()
-        if self.logger is not None:
-            self.logger.close()
+        if getattr(self, "logger", None) is not None:
+            self.logger.close()  # type: ignore[union-attr]
 
     def __enter__(self) -> Trainer:
         return self
@@ -767,141 +652,6 @@ class Trainer:
 
     def __repr__(self) -> str:
         return f"Trainer(run_dir={str(self.run_dir)!r}, iteration={self.iteration}, policy={self.policy!r})"
-
-
-# ====================================================================== free helpers
-
-
-def _open_run(run_dir: str | os.PathLike[str]) -> tuple[TrainConfig, Path | None]:
-    """The saved config of a run and its latest checkpoint (verified), or None if it has none."""
-    rd = Path(run_dir)
-    if not (rd / "config.yaml").is_file():
-        raise SleaError(
-            f"{str(run_dir)!r} is not a run directory (no config.yaml); start a run with "
-            "`slea train --config FILE`"
-        )
-    cfg = TrainConfig.from_yaml(rd / "config.yaml", [f"run.dir={rd}"])
-    latest = CheckpointManager(rd, cfg.checkpoint.keep_last).latest()
-    if latest is None:
-        return cfg, None
-    CheckpointManager.verify(latest[1])
-    return cfg, latest[1]
-
-
-def _canon_spec(name: str) -> Any:
-    import slea
-
-    return slea.CanonSpec.textworld() if name == "textworld" else slea.CanonSpec.default()
-
-
-def _mix(*parts: Any) -> int:
-    import hashlib
-
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def _check_env_id(env_id: str) -> None:
-    import gymnasium
-
-    import slea.envs
-
-    slea.envs.register_envs()
-    if env_id not in gymnasium.registry:
-        known = sorted(k for k in gymnasium.registry if k.startswith("slea/"))
-        raise EnvError(
-            f"env.id: {env_id!r} is not a registered environment; use one of {known} "
-            "(see `slea envs list`) or register yours with gymnasium.register"
-        )
-
-
-def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not cfg.run.overwrite:
-            raise ConfigError(
-                f"run.dir: {str(run_dir)!r} already holds a run; resume it with "
-                f"`slea train --resume {run_dir}`, choose another run.dir, or set run.overwrite=true"
-            )
-        for name in (METRICS, "checkpoints", "report", "summary.json", "tb"):
-            p = run_dir / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(run_dir / "config.yaml")
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state(t: Trainer) -> dict[str, Any]:
-    import torch
-
-    return {
-        "python": random.getstate()[1],
-        "torch": torch.get_rng_state().tolist(),
-        "sample": t.sample_rng.get_state().tolist(),
-        "tasks": t.task_rng.bit_generator.state,
-    }
-
-
-def _set_rng_state(t: Trainer, state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate((3, tuple(state["python"]), None))
-    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
-    t.sample_rng.set_state(torch.tensor(state["sample"], dtype=torch.uint8))
-    t.task_rng.bit_generator.state = state["tasks"]
-
-
-def _load_weights(path: Path, dtype: str) -> dict[str, Any]:
-    """The state dict of a model saved with ``save_pretrained`` (shards and tied weights handled)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=getattr(torch, dtype), local_files_only=True
-    )
-    return dict(model.state_dict())
-
-
-def _load_adapter(model: Any, path: Path) -> None:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
-
-
-def _init_distributed() -> tuple[int, int]:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def _broadcast(payload: Any, *, stop: bool = False) -> Any:
-    """Rank 0 sends ``payload`` (None = stop) to the other ranks; they return it."""
-    import torch.distributed as dist
-
-    box = [None if stop else payload]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 __all__ = ["TIMING_KEYS", "Trainer"]

@@ -1,0 +1,327 @@
+"""How a :class:`~slea.train.trainer.Trainer` builds its parts from a :class:`TrainConfig`.
+
+Games, vector envs, the policy (a local model, or a tiny model built offline with a tokenizer
+trained on random-walk texts of the training games), the KL reference, clusterer, library and
+distiller; the run directory; RNG state for checkpoints; ``torch.distributed`` helpers. Each
+function is usable on its own (e.g. to build the same policy in a notebook).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from slea.errors import ConfigError, EnvError, SleaError
+from slea.experience.prompt import DEFAULT_RULES, GENERATE_SUFFIX
+from slea.train.checkpoint import CheckpointManager
+from slea.train.config import TrainConfig
+from slea.train.logging import METRICS
+
+TEXTWORLD = "slea/TextWorld-v0"
+
+# ---------------------------------------------------------------------------- run directory
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise EnvError naming the fix if ``env_id`` is not a registered gymnasium id."""
+    import gymnasium
+
+    import slea.envs
+
+    slea.envs.register_envs()
+    if env_id not in gymnasium.registry:
+        known = sorted(k for k in gymnasium.registry if k.startswith("slea/"))
+        raise EnvError(
+            f"env.id: {env_id!r} is not a registered environment; use one of {known} "
+            "(see `slea envs list`) or register yours with gymnasium.register"
+        )
+
+
+def check_model_path(cfg: TrainConfig) -> None:
+    """Raise ConfigError naming the fix if ``model.path`` is set but is not a model directory."""
+    if cfg.model.path and not (Path(cfg.model.path) / "config.json").is_file():
+        raise ConfigError(
+            f"model.path: {cfg.model.path!r} is not a model directory (no config.json); give a "
+            "local Hugging Face model directory, or leave model.path empty to build a tiny model"
+        )
+
+
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
+    """Create the run directory and write ``config.yaml``; True if it did not exist before.
+
+    Refuses a directory that already holds files unless ``run.overwrite`` (then the previous
+    run's metrics, checkpoints and report are removed).
+    """
+    existed = run_dir.exists()
+    if existed and any(run_dir.iterdir()):
+        if not cfg.run.overwrite:
+            raise ConfigError(
+                f"run.dir: {str(run_dir)!r} already holds a run; resume it with "
+                f"`slea train --resume {run_dir}`, choose another run.dir, or set run.overwrite=true"
+            )
+        for name in (METRICS, "checkpoints", "report", "summary.json", "tb", "eval", "model_init"):
+            p = run_dir / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(run_dir / "config.yaml")
+    return not existed
+
+
+def open_run(run_dir: str | os.PathLike[str]) -> tuple[TrainConfig, Path | None]:
+    """The saved config of a run and its latest checkpoint (verified), or None if it has none."""
+    rd = Path(run_dir)
+    if not (rd / "config.yaml").is_file():
+        raise SleaError(
+            f"{str(run_dir)!r} is not a run directory (no config.yaml); start a run with "
+            "`slea train --config FILE`"
+        )
+    cfg = TrainConfig.from_yaml(rd / "config.yaml", [f"run.dir={rd}"])
+    latest = CheckpointManager(rd, cfg.checkpoint.keep_last).latest()
+    if latest is None:
+        return cfg, None
+    CheckpointManager.verify(latest[1])
+    return cfg, latest[1]
+
+
+# ---------------------------------------------------------------------------- envs and games
+
+
+def make_games(cfg: TrainConfig) -> dict[str, list[Path]]:
+    """Train and test game files for TextWorld (generated once, then cached); {} for other envs."""
+    if cfg.env.id != TEXTWORLD:
+        return {}
+    from slea.envs.textworld import make_splits
+
+    g = cfg.env.games
+    cache = Path(g.cache_dir) if g.cache_dir else None
+    try:  # about 3 s per game per core, on a pool of 2 processes
+        return make_splits(
+            cache, {"train": g.train, "test": g.test}, seed=g.seed, kind=g.kind, level=g.level
+        )
+    except ValueError as exc:
+        raise ConfigError(f"env.games: {exc}") from None
+
+
+def make_venv(cfg: TrainConfig, games: dict[str, list[Path]], split: str, num_envs: int) -> Any:
+    """A slea vector env of ``num_envs`` envs on the games of ``split``."""
+    from slea.envs import make_vec
+
+    kwargs = dict(cfg.env.kwargs)
+    kwargs.setdefault("max_episode_steps", cfg.rollout.max_steps)
+    if cfg.env.id == TEXTWORLD:
+        kwargs["games"] = [str(p) for p in games[split]]
+    return make_vec(cfg.env.id, num_envs, mode=cfg.env.vector_mode, **kwargs)
+
+
+def tasks_of(games: dict[str, list[Path]], split: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, reset options)`` of every task of a split."""
+    return [(Path(g).stem, {"task_id": i}) for i, g in enumerate(games.get(split, []))]
+
+
+def tokenizer_corpus(
+    cfg: TrainConfig, venv: Any, tasks: Sequence[tuple[str, dict[str, Any]]]
+) -> list[str]:
+    """Texts of random-walk episodes on the training tasks, plus the prompt scaffolding."""
+    from slea.rollout import _unbatch
+
+    rng = random.Random(cfg.train.seed)
+    scaffold = [
+        DEFAULT_RULES,
+        GENERATE_SUFFIX,
+        cfg.prompt.rules,
+        "### System\n### User\n### Assistant\nTask:\nHistory:\nNow:\nActions:",
+        'Tips:\n- Worked step: when you saw "x", the right action was "y".\nAvoid:\n- ',
+    ]
+    texts = scaffold * 50  # frequent enough that every scaffold word becomes one token
+    n = cfg.model.tokenizer_corpus_episodes * max(len(tasks), 1)
+    specs = [tasks[i % len(tasks)][1] for i in range(n)] if tasks else [{} for _ in range(n)]
+    for lo in range(0, len(specs), venv.num_envs):
+        wave = specs[lo : lo + venv.num_envs]
+        opts = wave + [wave[0]] * (venv.num_envs - len(wave))
+        obs, infos = venv.reset(seed=cfg.train.seed + lo, options={"env_options": opts})
+        info = _unbatch(infos, venv.num_envs)
+        texts.extend(str(o) for o in obs)
+        texts.extend(str(i.get("task", "")) for i in info)
+        for _ in range(cfg.rollout.max_steps):
+            acts = []
+            for i in info:
+                adm = list(i.get("admissible_actions", [])) or ["look"]
+                texts.extend(adm)
+                acts.append(rng.choice(adm))
+            obs, _, _, _, infos = venv.step(acts)
+            new = _unbatch(infos, venv.num_envs)
+            info = [n_ if n_ else o_ for n_, o_ in zip(new, info, strict=True)]
+            texts.extend(str(o) for o in obs)
+    return texts
+
+
+# ---------------------------------------------------------------------------- model and memory
+
+
+def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> Any:
+    """The policy on ``init`` (weights from ``checkpoint`` when resuming), with its KL reference.
+
+    The reference is the initial policy: a frozen copy of ``init`` (with LoRA, the same model with
+    its adapters disabled). None is kept when the KL is off or the weights are frozen.
+    """
+    import copy
+
+    from slea.policy.hf import HFPolicy, LoraSpec
+
+    lora = None
+    if cfg.model.lora_r:
+        lora = LoraSpec(
+            r=cfg.model.lora_r, alpha=cfg.model.lora_alpha, target_modules=cfg.model.lora_targets
+        )
+    kwargs: dict[str, Any] = dict(
+        mode=cfg.policy.mode,
+        temperature=cfg.policy.temperature,
+        top_p=cfg.policy.top_p,
+        max_new_tokens=cfg.policy.max_new_tokens,
+        parser=cfg.policy.parser,
+        end_of_action=cfg.policy.end_of_action or None,
+        score_chunk=cfg.policy.score_chunk,
+    )
+    load: dict[str, Any] = dict(dtype=cfg.model.dtype, device=cfg.model.device)
+    if checkpoint is not None and lora is None:
+        policy = HFPolicy.from_pretrained(init, **load, **kwargs)
+        policy.model.load_state_dict(load_weights(checkpoint / "model", cfg.model.dtype))
+    else:
+        policy = HFPolicy.from_pretrained(init, lora=lora, **load, **kwargs)
+        if checkpoint is not None:
+            load_adapter(policy.model, checkpoint / "model")
+    if cfg.update.kl_beta > 0 and cfg.train.update_policy and lora is None:
+        if checkpoint is None:
+            policy.set_reference(copy.deepcopy(policy.model))
+        else:
+            policy.set_reference(HFPolicy.from_pretrained(init, **load, **kwargs).model)
+    return policy
+
+
+def load_weights(path: Path, dtype: str) -> dict[str, Any]:
+    """The state dict of a model saved with ``save_pretrained`` (shards and tied weights handled)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=getattr(torch, dtype), local_files_only=True
+    )
+    return dict(model.state_dict())
+
+
+def load_adapter(model: Any, path: Path) -> None:
+    """Load saved LoRA adapter weights into a peft model."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
+
+
+def canon_spec(name: str) -> Any:
+    """The canonicalisation rules named by ``clustering.canon``."""
+    import slea
+
+    return slea.CanonSpec.textworld() if name == "textworld" else slea.CanonSpec.default()
+
+
+def make_clusterer(cfg: TrainConfig) -> Any:
+    """An empty observation clusterer as configured."""
+    from slea.clustering import ObservationClusterer
+
+    c = cfg.clustering
+    return ObservationClusterer(
+        threshold=c.threshold, canon=canon_spec(c.canon), max_clusters=c.max_clusters or None
+    )
+
+
+def make_library(cfg: TrainConfig) -> Any:
+    """An empty experience library as configured."""
+    from slea.experience.library import ExperienceLibrary
+
+    return ExperienceLibrary(cfg.library)
+
+
+def make_distiller(cfg: TrainConfig, policy: Any) -> Any:
+    """The evolution distiller (an LLM distiller on the policy's weights, or the rules)."""
+    from slea.experience.evolve import make_distiller as make
+
+    return make(cfg.evolution, model=policy.model, tokenizer=policy.tokenizer)
+
+
+# ---------------------------------------------------------------------------- RNG state
+
+
+def mix(*parts: Any) -> int:
+    """A 63-bit seed derived from ``parts`` (stable across runs and processes)."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's global RNGs."""
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state(sample_rng: Any, task_rng: Any) -> dict[str, Any]:
+    """Every RNG state a checkpoint needs, as JSON-able values."""
+    import torch
+
+    return {
+        "python": random.getstate()[1],
+        "torch": torch.get_rng_state().tolist(),
+        "sample": sample_rng.get_state().tolist(),
+        "tasks": task_rng.bit_generator.state,
+    }
+
+
+def set_rng_state(state: dict[str, Any], sample_rng: Any, task_rng: Any) -> None:
+    """Restore what :func:`rng_state` saved."""
+    import torch
+
+    random.setstate((3, tuple(state["python"]), None))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    sample_rng.set_state(torch.tensor(state["sample"], dtype=torch.uint8))
+    task_rng.bit_generator.state = state["tasks"]
+
+
+# ---------------------------------------------------------------------------- torch.distributed
+
+
+def init_distributed() -> tuple[int, int]:
+    """``(rank, world size)``; joins the process group under torchrun (gloo on CPU, NCCL on GPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast(payload: Any, *, stop: bool = False) -> Any:
+    """Rank 0 sends ``payload`` (None = stop) to the other ranks; they return it."""
+    import torch.distributed as dist
+
+    box = [None if stop else payload]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
