@@ -61,6 +61,8 @@ pub(super) struct EnumSorter {
     /// Finds the places where an item can start (", a", " and the", ...); a segment without one
     /// holds no list, so most of the text is never split into words.
     candidates: Regex,
+    /// Finds the line breaks followed by an article (for `lines`).
+    line_candidates: Regex,
 }
 
 #[inline]
@@ -93,6 +95,7 @@ impl EnumSorter {
             stop_words: WordSet::new(stop_words),
             lines,
             candidates: Regex::new(&pattern)?,
+            line_candidates: Regex::new(&format!("\n[ \t]*(?:{})", alt(articles)))?,
         })
     }
 
@@ -252,15 +255,33 @@ impl EnumSorter {
         self.articles.contains(&rest[..end])
     }
 
-    /// True when two consecutive lines start with an article.
+    /// True when two consecutive lines start with an article. `line_candidates` finds the
+    /// line breaks followed by an article, so only those lines are looked at.
     fn has_article_run(&self, text: &str) -> bool {
-        let mut prev = false;
-        for line in text.split('\n') {
-            let cur = self.starts_with_article(line.as_bytes());
-            if prev && cur {
-                return true;
+        let b = text.as_bytes();
+        let line_end = |start: usize| {
+            b[start..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |p| start + p)
+        };
+        // End of the last line that starts with an article (None: the previous line does not).
+        let mut prev_end = if self.starts_with_article(&b[..line_end(0)]) {
+            Some(line_end(0))
+        } else {
+            None
+        };
+        let mut search = 0;
+        while let Some(m) = self.line_candidates.find_at(text, search) {
+            let start = m.start() + 1;
+            let end = line_end(start);
+            if self.starts_with_article(&b[start..end]) {
+                if prev_end == Some(m.start()) {
+                    return true;
+                }
+                prev_end = Some(end);
             }
-            prev = cur;
+            search = start;
         }
         false
     }
