@@ -618,6 +618,10 @@ mod tests {
         );
         let f = "why not try going west, that entranceway is open.";
         assert_eq!(s.canonicalize(f), f);
+        // The first item's article may end in the comma that separates it.
+        assert_eq!(s.canonicalize("x a, and a b"), "x a and a b");
+        assert_eq!(s.canonicalize("x a b, a c"), "x a b, a c");
+        assert_eq!(s.canonicalize("x a c, a b"), "x a b, a c");
     }
 
     #[test]
