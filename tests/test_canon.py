@@ -11,7 +11,7 @@ import unicodedata
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reference import canon_ref
 
@@ -197,6 +197,11 @@ def test_hashes_are_the_same_in_another_process() -> None:
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(text=texts, name=st.sampled_from(PRESETS))
+@example(text="x a, and a b", name="generic")  # an article before the comma of the first item
+@example(text="a a, and a ", name="generic")
+@example(
+    text="there is a coin, a key and a box on the floor.\n\tthe agent\n\ta chair", name="generic"
+)
 def test_presets_match_reference(text: str, name: str) -> None:
     spec = CanonSpec.preset(name)
     expected = canon_ref.canonicalize(text, spec.rules)

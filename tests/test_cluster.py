@@ -102,11 +102,13 @@ def test_threshold_extremes() -> None:
 
 
 @given(xs=observations, name=st.sampled_from(["generic", "textworld"]), bands=st.sampled_from([4, 8]),
-       max_clusters=st.none() | st.integers(1, 6), threshold=st.sampled_from([0.5, 0.85, 1.0]))  # fmt: skip
-def test_matches_reference(xs, name, bands, max_clusters, threshold) -> None:
+       max_clusters=st.none() | st.integers(1, 6), threshold=st.sampled_from([0.5, 0.85, 1.0]),
+       cap=st.sampled_from([1, 2, 32]))  # fmt: skip
+def test_matches_reference(xs, name, bands, max_clusters, threshold, cap) -> None:
     spec = CanonSpec.preset(name)
-    c = ObservationClusterer(threshold, spec, max_clusters, bands=bands)
-    r = reference(spec, threshold=threshold, bands=bands, max_clusters=max_clusters)
+    c = ObservationClusterer(threshold, spec, max_clusters, bands=bands, bucket_cap=cap)
+    kw = {"threshold": threshold, "bands": bands, "max_clusters": max_clusters, "bucket_cap": cap}
+    r = reference(spec, **kw)
     assert [int(i) for i in c.assign_batch(xs)] == [r.assign(x) for x in xs]
     s = c.stats()
     assert {k: s[k] for k in r.counts} == r.counts
@@ -185,7 +187,7 @@ def test_ids_are_stable_across_processes() -> None:
 @given(xs=observations, cut=st.integers(0, 40), max_clusters=st.none() | st.integers(1, 5))
 def test_save_load_roundtrip(tmp_path_factory, xs, cut, max_clusters) -> None:
     path = tmp_path_factory.mktemp("snap") / "c.bin"
-    a = clusterer(max_clusters=max_clusters, threshold=0.6, bands=16)
+    a = clusterer(max_clusters=max_clusters, threshold=0.6, bands=16, bucket_cap=2)
     a.assign_batch(xs[:cut])
     a.save(path)
     b = ObservationClusterer.load(path)
@@ -195,6 +197,7 @@ def test_save_load_roundtrip(tmp_path_factory, xs, cut, max_clusters) -> None:
             int(i) for i in a.ids()
         ]
         assert (other.threshold, other.max_clusters, other.bands) == (0.6, max_clusters, 16)
+        assert other.bucket_cap == 2
         assert other.canon == a.canon
     rest = xs[cut:]
     assert [int(i) for i in a.assign_batch(rest)] == [int(i) for i in b.assign_batch(rest)]
@@ -245,6 +248,7 @@ def test_load_refuses_another_spec_and_bad_files(tmp_path: Path) -> None:
         ({"max_clusters": 2.5}, TypeError, "max_clusters: expected an int"),
         ({"bands": 3}, ValueError, "bands: must divide 64"),
         ({"bands": "8"}, TypeError, "bands: expected an int"),
+        ({"bucket_cap": 0}, ValueError, "bucket_cap: must be at least 1"),
         ({"canon": "textworld"}, TypeError, "canon: expected slea.CanonSpec"),
     ],
 )
@@ -308,9 +312,10 @@ def test_threads_share_one_clusterer() -> None:
 
 
 def test_repr_and_properties() -> None:
-    c = ObservationClusterer(0.9, CanonSpec.textworld(), 10, bands=16)
+    c = ObservationClusterer(0.9, CanonSpec.textworld(), 10, bands=16, bucket_cap=5)
     assert (c.threshold, c.max_clusters, c.bands, c.canon) == (0.9, 10, 16, CanonSpec.textworld())
+    assert c.bucket_cap == 5
     assert repr(c) == (
         "ObservationClusterer(threshold=0.9, canon=CanonSpec.textworld(), max_clusters=10, "
-        "bands=16, clusters=0)"
+        "bands=16, bucket_cap=5, clusters=0)"
     )

@@ -76,7 +76,12 @@ class CanonSpec:
 @final
 class ObservationClusterer:
     def __new__(
-        cls, spec: CanonSpec, threshold: float, max_clusters: int | None, bands: int
+        cls,
+        spec: CanonSpec,
+        threshold: float,
+        max_clusters: int | None,
+        bands: int,
+        bucket_cap: int,
     ) -> ObservationClusterer: ...
     def assign(self, text: str) -> int: ...
     def assign_batch(self, texts: list[str] | tuple[str, ...]) -> npt.NDArray[np.uint64]: ...
@@ -97,6 +102,8 @@ class ObservationClusterer:
     def max_clusters(self) -> int | None: ...
     @property
     def bands(self) -> int: ...
+    @property
+    def bucket_cap(self) -> int: ...
 
 # --- advantage.rs -----------------------------------------------------------------------------
 

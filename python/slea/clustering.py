@@ -17,6 +17,7 @@ Every batch function releases the GIL.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -104,10 +105,10 @@ class CanonSpec:
     @classmethod
     def preset(cls, name: str) -> CanonSpec:
         """The preset called ``name``: one of ``generic``, ``textworld``, ``alfworld``,
-        ``scienceworld``."""
+        ``scienceworld``. Presets are built (their regexes compiled) once per process."""
         if not isinstance(name, str):
             raise TypeError(f"name: expected str, got {type(name).__name__}")
-        return cls._wrap(_core.CanonSpec.preset(name))
+        return _preset(name)
 
     @classmethod
     def generic(cls) -> CanonSpec:
@@ -178,6 +179,11 @@ class CanonSpec:
                 return f"CanonSpec.{name}()"
         names = ", ".join(r["rule"] for r in self.rules)
         return f"CanonSpec.from_rules([{names}]) (fingerprint {self.fingerprint:016x})"
+
+
+@functools.cache
+def _preset(name: str) -> CanonSpec:
+    return CanonSpec._wrap(_core.CanonSpec.preset(name))
 
 
 def _spec(spec: CanonSpec | None) -> CanonSpec:
@@ -266,6 +272,9 @@ class ObservationClusterer:
             least used (fewest members, then least recently used).
         bands: number of SimHash bands of the LSH index (divides 64; more bands find more
             candidates).
+        bucket_cap: capacity of one LSH bucket; a full bucket forgets its oldest cluster (still
+            found by its structural hashes). Bounds the work per new observation at
+            ``bands * bucket_cap`` similarity checks when many clusters look alike.
 
     Deterministic: ``assign_batch(xs)`` equals assigning ``xs`` one by one, and the same
     observations in the same order give the same ids in every process.
@@ -282,6 +291,7 @@ class ObservationClusterer:
         max_clusters: int | None = None,
         *,
         bands: int = 8,
+        bucket_cap: int = 32,
     ) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
             raise TypeError(f"threshold: expected a float, got {type(threshold).__name__}")
@@ -300,9 +310,15 @@ class ObservationClusterer:
             raise TypeError(f"bands: expected an int, got {type(bands).__name__}")
         if bands not in (1, 2, 4, 8, 16, 32, 64):
             raise ValueError(f"bands: must divide 64 (1, 2, 4, 8, 16, 32 or 64), got {bands}")
+        if isinstance(bucket_cap, bool) or not isinstance(bucket_cap, numbers.Integral):
+            raise TypeError(f"bucket_cap: expected an int, got {type(bucket_cap).__name__}")
+        if bucket_cap < 1:
+            raise ValueError(f"bucket_cap: must be at least 1, got {bucket_cap}")
         spec = _spec(canon)
         mc = None if max_clusters is None else int(max_clusters)
-        self._inner = _core.ObservationClusterer(spec._inner, float(threshold), mc, int(bands))
+        self._inner = _core.ObservationClusterer(
+            spec._inner, float(threshold), mc, int(bands), int(bucket_cap)
+        )
         self._canon = spec
 
     def assign(self, text: str) -> int:
@@ -373,6 +389,11 @@ class ObservationClusterer:
         """Number of SimHash bands of the LSH index."""
         return self._inner.bands
 
+    @property
+    def bucket_cap(self) -> int:
+        """Capacity of one LSH bucket."""
+        return self._inner.bucket_cap
+
     def __len__(self) -> int:
         return len(self._inner)
 
@@ -386,5 +407,6 @@ class ObservationClusterer:
     def __repr__(self) -> str:
         return (
             f"ObservationClusterer(threshold={self.threshold}, canon={self.canon!r}, "
-            f"max_clusters={self.max_clusters}, bands={self.bands}, clusters={len(self)})"
+            f"max_clusters={self.max_clusters}, bands={self.bands}, bucket_cap={self.bucket_cap}, "
+            f"clusters={len(self)})"
         )

@@ -32,22 +32,22 @@ def nfkc(text: str, rule: Rule) -> str:
 
 
 def casefold(text: str, rule: Rule) -> str:
-    # The Unicode lowercase mapping of each character on its own (no context, so no final sigma).
+    # The Unicode lowercase mapping of each character on its own (no context, so no final sigma;
+    # str.lower() differs from that only around a capital sigma).
+    if "\u03a3" not in text:
+        return text.lower()
     return "".join(ch.lower() for ch in text)
 
 
+_WS_RUN = re.compile(f"[{re.escape(WHITESPACE)}]+")
+
+
+def _separator(m: re.Match[str]) -> str:
+    return "\n" if any(c in LINE_BREAKS for c in m.group()) else " "
+
+
 def collapse_whitespace(text: str, rule: Rule) -> str:
-    out = []
-    run = ""
-    for ch in text:
-        if ch in WHITESPACE:
-            run += ch
-            continue
-        if run and out:
-            out.append("\n" if any(c in LINE_BREAKS for c in run) else " ")
-        run = ""
-        out.append(ch)
-    return "".join(out)
+    return _WS_RUN.sub(_separator, text.strip(WHITESPACE))
 
 
 def mask_numbers(text: str, rule: Rule) -> str:
@@ -64,9 +64,12 @@ def _is_id(word: str, min_len: int) -> bool:
 
 
 def mask_ids(text: str, rule: Rule) -> str:
+    # Words are maximal runs of [A-Za-z0-9_-]; only those holding a digit can be ids.
     token, min_len = rule["token"], rule["min_len"]
     return re.sub(
-        r"[A-Za-z0-9_-]+", lambda m: token if _is_id(m.group(), min_len) else m.group(), text
+        r"[A-Za-z0-9_-]*[0-9][A-Za-z0-9_-]*",
+        lambda m: token if _is_id(m.group(), min_len) else m.group(),
+        text,
     )
 
 
@@ -94,8 +97,9 @@ def replace(text: str, rule: Rule) -> str:
 def _sort_segment(seg: str, rule: Rule) -> str:
     articles, conjunctions, stop_words = rule["articles"], rule["conjunctions"], rule["stop_words"]
     core = seg.strip(" ")
-    if not core:
-        return seg
+    padded = f" {core} "
+    if "," not in core and not any(f" {c} " in padded for c in conjunctions):
+        return seg  # no comma and no conjunction: no item can start here
     lead = seg[: len(seg) - len(seg.lstrip(" "))]
     trail = seg[len(seg.rstrip(" ")) :]
     words = core.split(" ")

@@ -86,10 +86,11 @@ class SleaRefClusterer:
     cluster's first member.
     """
 
-    def __init__(self, canon, hash64, threshold=0.85, bands=8, max_clusters=None):
+    def __init__(self, canon, hash64, threshold=0.85, bands=8, max_clusters=None, bucket_cap=32):
         self.ref = canon_ref
         self.canon, self.hash64 = canon, hash64
         self.threshold, self.bands, self.max_clusters = threshold, bands, max_clusters
+        self.bucket_cap = bucket_cap
         self.exact: dict[int, int] = {}  # structural hash -> cluster id
         self.clusters: dict[int, dict] = {}  # id -> {lines, simhash, hits, last, created, aliases}
         self.buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -135,10 +136,15 @@ class SleaRefClusterer:
             "created": self.seq,
             "aliases": [h],
             "prototype": canonical,
+            "indexed": set(),
         }
         self.exact[h] = h
         for key in self._keys(sh):
-            self.buckets[key].append(h)
+            bucket = self.buckets[key]
+            if len(bucket) >= self.bucket_cap:  # a full bucket forgets its oldest cluster
+                self.clusters[bucket.pop(0)]["indexed"].discard(key)
+            bucket.append(h)
+            self.clusters[h]["indexed"].add(key)
         return h
 
     def _touch(self, cid: int) -> int:
@@ -151,6 +157,6 @@ class SleaRefClusterer:
         c = self.clusters.pop(victim)
         for a in c["aliases"]:
             del self.exact[a]
-        for key in self._keys(c["simhash"]):
+        for key in c["indexed"]:
             self.buckets[key].remove(victim)
         self.counts["evictions"] += 1

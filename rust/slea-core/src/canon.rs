@@ -339,10 +339,14 @@ impl CanonSpec {
     pub fn canonicalize_into<'a>(&self, text: &'a str, scratch: &'a mut Scratch) -> &'a str {
         let Scratch { cur, next } = scratch;
         let mut owned = false;
+        // True only when the current text is known to be ASCII (false: not known), so that
+        // the rules with an ASCII fast path do not test it again.
+        let mut ascii = text.is_ascii();
         for step in &self.steps {
             next.clear();
             let src: &str = if owned { cur } else { text };
-            if step.apply(src, next) {
+            if step.apply(src, next, ascii) {
+                ascii = step.keeps_ascii(ascii) || next.is_ascii();
                 mem::swap(cur, next);
                 owned = true;
             }
@@ -506,10 +510,10 @@ impl Step {
 
     /// Write the transformed `src` into `dst` (empty) and return true, or return false when the
     /// text is unchanged (then `dst` is left empty and `src` is the result).
-    fn apply(&self, src: &str, dst: &mut String) -> bool {
+    fn apply(&self, src: &str, dst: &mut String, ascii: bool) -> bool {
         match self {
-            Step::Nfkc => nfkc(src, dst),
-            Step::Casefold => casefold(src, dst),
+            Step::Nfkc => !ascii && nfkc(src, dst),
+            Step::Casefold => casefold(src, dst, ascii),
             Step::CollapseWhitespace => collapse_whitespace(src, dst),
             Step::MaskNumbers(token) => mask_numbers(src, token, dst),
             Step::MaskIds { token, min_len } => mask_ids(src, token, *min_len, dst),
@@ -524,6 +528,16 @@ impl Step {
             },
             Step::SortEnumerations(sorter) => sorter.apply(src, dst),
         }
+    }
+
+    /// True when the rule's output is ASCII whenever its input is (`ascii`) without testing it.
+    fn keeps_ascii(&self, ascii: bool) -> bool {
+        ascii
+            && match self {
+                Step::MaskNumbers(token) | Step::MaskIds { token, .. } => token.is_ascii(),
+                Step::Replace(..) | Step::Nfkc => false,
+                _ => true,
+            }
     }
 }
 
@@ -604,6 +618,10 @@ mod tests {
         );
         let f = "why not try going west, that entranceway is open.";
         assert_eq!(s.canonicalize(f), f);
+        // The first item's article may end in the comma that separates it.
+        assert_eq!(s.canonicalize("x a, and a b"), "x a and a b");
+        assert_eq!(s.canonicalize("x a b, a c"), "x a b, a c");
+        assert_eq!(s.canonicalize("x a c, a b"), "x a b, a c");
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct ClusterParams {
     pub max_clusters: Option<usize>,
     /// Number of SimHash bands of the LSH index; divides 64.
     pub bands: u32,
+    /// Capacity of one LSH bucket: a full bucket forgets its oldest cluster (which stays
+    /// reachable by its structural hashes). Bounds the work per observation at
+    /// `bands * bucket_cap` candidates when many clusters look alike.
+    pub bucket_cap: usize,
 }
 
 impl Default for ClusterParams {
@@ -56,6 +60,7 @@ impl Default for ClusterParams {
             threshold: 0.85,
             max_clusters: None,
             bands: 8,
+            bucket_cap: 32,
         }
     }
 }
@@ -73,6 +78,9 @@ impl ClusterParams {
                 "max_clusters",
                 "must be at least 1 (or None)",
             ));
+        }
+        if self.bucket_cap == 0 {
+            return Err(Error::invalid("bucket_cap", "must be at least 1"));
         }
         if self.bands == 0 || 64 % self.bands != 0 {
             return Err(Error::invalid(
@@ -136,6 +144,8 @@ struct Cluster {
     prototype: String,
     lines: Vec<u64>,
     aliases: Vec<u64>,
+    /// Bit `b` set: the cluster is in its bucket of band `b`.
+    indexed: u64,
 }
 
 /// The clusterer (see the module docs).
@@ -356,13 +366,28 @@ impl ObservationClusterer {
             prototype,
             lines,
             aliases: vec![h],
+            indexed: 0,
         };
-        self.insert(cluster);
+        let slot = self.insert(cluster);
+        let keys: Vec<(usize, u64)> = self.band_keys(sh).collect();
+        for (b, key) in keys {
+            let bucket = self.bands[b].entry(key).or_default();
+            if bucket.len() >= self.params.bucket_cap {
+                let dropped = bucket.remove(0);
+                if let Some(c) = self.slots[dropped as usize].as_mut() {
+                    c.indexed &= !(1u64 << b);
+                }
+            }
+            bucket.push(slot);
+            if let Some(c) = self.slots[slot as usize].as_mut() {
+                c.indexed |= 1u64 << b;
+            }
+        }
         h
     }
 
-    /// Put `cluster` into a free slot and every index.
-    fn insert(&mut self, cluster: Cluster) {
+    /// Put `cluster` into a free slot and the exact, id and LRU indexes (not the LSH buckets).
+    fn insert(&mut self, cluster: Cluster) -> u32 {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -374,15 +399,12 @@ impl ObservationClusterer {
             self.exact.insert(a, slot);
         }
         self.by_id.insert(cluster.id, slot);
-        let keys: Vec<(usize, u64)> = self.band_keys(cluster.simhash).collect();
-        for (b, key) in keys {
-            self.bands[b].entry(key).or_default().push(slot);
-        }
         if let Some(lru) = self.lru.as_mut() {
             lru.insert((cluster.hits, cluster.last_used, slot));
         }
         self.slots[slot as usize] = Some(cluster);
         self.live += 1;
+        slot
     }
 
     fn evict_least_used(&mut self) -> bool {
@@ -401,6 +423,9 @@ impl ObservationClusterer {
         self.by_id.remove(&c.id);
         let keys: Vec<(usize, u64)> = self.band_keys(c.simhash).collect();
         for (b, key) in keys {
+            if c.indexed & (1u64 << b) == 0 {
+                continue;
+            }
             if let Some(v) = self.bands[b].get_mut(&key) {
                 v.retain(|&s| s != slot);
                 if v.is_empty() {
@@ -422,6 +447,7 @@ impl ObservationClusterer {
         w.f64(self.params.threshold);
         w.u32(self.params.bands);
         w.u64(self.params.max_clusters.map_or(0, |m| m as u64));
+        w.u64(self.params.bucket_cap as u64);
         for v in [
             self.seq,
             self.exact_hits,
@@ -438,7 +464,7 @@ impl ObservationClusterer {
                 continue;
             };
             w.u8(1);
-            for v in [c.id, c.created, c.hits, c.last_used, c.simhash] {
+            for v in [c.id, c.created, c.hits, c.last_used, c.simhash, c.indexed] {
                 w.u64(v);
             }
             w.str(&c.prototype);
@@ -488,6 +514,7 @@ impl ObservationClusterer {
                 0 => None,
                 m => Some(usize::try_from(m).map_err(|_| Error::snapshot("bad max_clusters"))?),
             },
+            bucket_cap: usize::try_from(r.u64()?).map_err(|_| Error::snapshot("bad bucket_cap"))?,
         };
         let mut c = ObservationClusterer::new(saved, params)
             .map_err(|e| Error::snapshot(format!("bad parameters: {e}")))?;
@@ -548,14 +575,39 @@ impl ObservationClusterer {
             if structural_hash(&cluster.prototype) != cluster.id
                 || self.by_id.contains_key(&cluster.id)
                 || cluster.aliases.iter().any(|a| self.exact.contains_key(a))
+                || cluster.indexed >> (self.params.bands - 1) > 1
             {
                 return Err(Error::snapshot(
-                    "state: inconsistent cluster (id, prototype or aliases)",
+                    "state: inconsistent cluster (id, prototype, aliases or bands)",
                 ));
             }
             cluster.lines = line_hashes(&cluster.prototype);
             self.free.push(slot as u32);
             self.insert(cluster);
+        }
+        // Buckets hold their clusters in creation order (a full bucket forgets the oldest).
+        let mut order: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (c.created, i as u32)))
+            .collect();
+        order.sort_unstable();
+        for (_, slot) in order {
+            let Some(c) = self.slots[slot as usize].as_ref() else {
+                continue;
+            };
+            let (sh, indexed) = (c.simhash, c.indexed);
+            let keys: Vec<(usize, u64)> = self.band_keys(sh).collect();
+            for (b, key) in keys {
+                if indexed & (1u64 << b) != 0 {
+                    let bucket = self.bands[b].entry(key).or_default();
+                    if bucket.len() >= self.params.bucket_cap {
+                        return Err(Error::snapshot("state: an LSH bucket is over capacity"));
+                    }
+                    bucket.push(slot);
+                }
+            }
         }
         if self.params.max_clusters.is_some_and(|m| self.live > m) {
             return Err(Error::snapshot("state: more clusters than max_clusters"));
@@ -580,8 +632,8 @@ const SNAPSHOT_KIND: &str = "slea.clusterer";
 const SCHEMA_VERSION: u32 = 1;
 
 fn read_cluster(r: &mut ByteReader<'_>) -> Result<Cluster> {
-    let (id, created, hits, last_used, simhash) =
-        (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+    let (id, created, hits, last_used, simhash, indexed) =
+        (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
     let prototype = r.str()?.to_owned();
     let n_aliases = r.u64()?;
     if n_aliases == 0 || n_aliases > 1 << 40 {
@@ -603,6 +655,7 @@ fn read_cluster(r: &mut ByteReader<'_>) -> Result<Cluster> {
         prototype,
         lines: Vec::new(),
         aliases,
+        indexed,
     })
 }
 

@@ -21,13 +21,19 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// `obj` as a `&str`, or a `TypeError`/`ValueError` naming `arg`.
 pub(crate) fn str_arg<'a>(obj: &'a Bound<'_, PyAny>, arg: &str) -> PyResult<&'a str> {
+    str_arg_lazy(obj, || arg.to_string())
+}
+
+/// As [`str_arg`], with the argument's name made only on error (batches name `texts[i]`).
+fn str_arg_lazy<'a>(obj: &'a Bound<'_, PyAny>, arg: impl Fn() -> String) -> PyResult<&'a str> {
     let s = obj.cast::<PyString>().map_err(|_| {
-        PyTypeError::new_err(format!("{arg}: expected str, got {}", type_name(obj)))
+        PyTypeError::new_err(format!("{}: expected str, got {}", arg(), type_name(obj)))
     })?;
     s.to_str().map_err(|_| {
         PyValueError::new_err(format!(
-            "{arg}: is not valid Unicode (it holds a lone surrogate); clean it first, \
-             e.g. text.encode('utf-8', 'replace').decode()"
+            "{}: is not valid Unicode (it holds a lone surrogate); clean it first, \
+             e.g. text.encode('utf-8', 'replace').decode()",
+            arg()
         ))
     })
 }
@@ -54,7 +60,7 @@ pub(crate) fn str_slices<'a>(items: &'a [Bound<'_, PyAny>], arg: &str) -> PyResu
     items
         .iter()
         .enumerate()
-        .map(|(i, obj)| str_arg(obj, &format!("{arg}[{i}]")))
+        .map(|(i, obj)| str_arg_lazy(obj, || format!("{arg}[{i}]")))
         .collect()
 }
 

@@ -37,17 +37,19 @@ impl PyClusterer {
 #[pymethods]
 impl PyClusterer {
     #[new]
-    #[pyo3(signature = (spec, threshold, max_clusters, bands))]
+    #[pyo3(signature = (spec, threshold, max_clusters, bands, bucket_cap))]
     fn new(
         spec: &Bound<'_, PyCanonSpec>,
         threshold: f64,
         max_clusters: Option<usize>,
         bands: u32,
+        bucket_cap: usize,
     ) -> Result<Self, PyCoreErr> {
         let params = ClusterParams {
             threshold,
             max_clusters,
             bands,
+            bucket_cap,
         };
         let inner = ObservationClusterer::new(spec.get().inner.clone(), params)?;
         Ok(PyClusterer {
@@ -151,6 +153,11 @@ impl PyClusterer {
     #[getter]
     fn bands(&self, py: Python<'_>) -> PyResult<u32> {
         self.with(py, |c| c.params().bands)
+    }
+
+    #[getter]
+    fn bucket_cap(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |c| c.params().bucket_cap)
     }
 }
 

@@ -1,8 +1,6 @@
 //! `sort_enumerations`: makes the order of listed items irrelevant (see the module docs of
-//! [`crate::canon`] for the definition). One pass over the bytes finds the segments that hold a
-//! list; only those are split into words and rewritten, everything else is copied in bulk.
-
-use std::mem;
+//! [`crate::canon`] for the definition). A regex finds the places where an item can start; only
+//! the segments holding one are split into words and rewritten, the rest is copied in bulk.
 
 use regex::Regex;
 
@@ -61,6 +59,8 @@ pub(super) struct EnumSorter {
     /// Finds the places where an item can start (", a", " and the", ...); a segment without one
     /// holds no list, so most of the text is never split into words.
     candidates: Regex,
+    /// Finds the line breaks followed by an article (for `lines`).
+    line_candidates: Regex,
 }
 
 #[inline]
@@ -93,6 +93,7 @@ impl EnumSorter {
             stop_words: WordSet::new(stop_words),
             lines,
             candidates: Regex::new(&pattern)?,
+            line_candidates: Regex::new(&format!("\n[ \t]*(?:{})", alt(articles)))?,
         })
     }
 
@@ -163,61 +164,73 @@ impl EnumSorter {
             && (prev.last() == Some(&b',') || (prev2 && self.conjunctions.contains(prev)))
     }
 
-    /// Append the segment (which holds a list) to `dst` with its items sorted.
+    /// Append the segment (which holds a list) to `dst` with its items sorted. Words are split
+    /// on single spaces, so every item, the prefix and the suffix are substrings of the segment
+    /// (nothing is joined or allocated per word).
     fn sort_segment(&self, seg: &str, dst: &mut String) {
-        let core = seg.trim_matches(' ');
-        let lead = &seg[..seg.len() - seg.trim_start_matches(' ').len()];
-        let trail = &seg[seg.trim_end_matches(' ').len()..];
-        let words: Vec<&str> = core.split(' ').collect();
+        let core_start = seg.len() - seg.trim_start_matches(' ').len();
+        let core = seg[core_start..].trim_end_matches(' ');
+        let trail = &seg[core_start + core.len()..];
+        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(32);
+        let mut start = 0;
+        for w in core.split(' ') {
+            spans.push((start, start + w.len()));
+            start += w.len() + 1;
+        }
+        let word = |i: usize| &core.as_bytes()[spans[i].0..spans[i].1];
         let mut bounds = vec![0];
-        for i in 1..words.len() {
-            if self.breaks_at(i >= 2, words[i - 1].as_bytes(), words[i].as_bytes()) {
+        for i in 1..spans.len() {
+            if self.breaks_at(i >= 2, word(i - 1), word(i)) {
                 bounds.push(i);
             }
         }
-        bounds.push(words.len());
+        bounds.push(spans.len());
         let n_chunks = bounds.len() - 1;
-        let mut chunks: Vec<Vec<&str>> = Vec::with_capacity(n_chunks);
+        // Each chunk as a word range [a, b) and the byte end of its item text.
         let mut conjunction: Option<&str> = None;
+        let mut chunks: Vec<(usize, usize, usize)> = Vec::with_capacity(n_chunks);
         for k in 0..n_chunks {
-            let mut chunk = words[bounds[k]..bounds[k + 1]].to_vec();
+            let (a, mut b) = (bounds[k], bounds[k + 1]);
+            let mut end = spans[b - 1].1;
             if k + 1 < n_chunks {
-                let ends_with_conj = chunk
-                    .last()
-                    .is_some_and(|w| self.conjunctions.contains(w.as_bytes()));
-                if chunk.len() >= 2 && ends_with_conj {
+                if b - a >= 2 && self.conjunctions.contains(word(b - 1)) {
                     if k + 2 == n_chunks {
-                        conjunction = chunk.last().copied();
+                        conjunction = Some(&core[spans[b - 1].0..spans[b - 1].1]);
                     }
-                    chunk.pop();
+                    b -= 1;
+                    end = spans[b - 1].1;
                 }
-                if let Some(w) = chunk.last_mut() {
-                    if let Some(stripped) = w.strip_suffix(',') {
-                        *w = stripped;
-                    }
+                if core.as_bytes()[spans[b - 1].0..end].last() == Some(&b',') {
+                    end -= 1;
                 }
             }
-            chunks.push(chunk);
+            chunks.push((a, b, end));
         }
-        let first = mem::take(&mut chunks[0]);
-        let j = first
+        // The first item starts at the last article of the first chunk; what precedes is a prefix.
+        let (a0, b0, end0) = chunks[0];
+        let j = (a0..b0)
+            .rev()
+            .find(|&i| {
+                // The chunk's last word without its separating comma.
+                let end = if i + 1 == b0 { end0 } else { spans[i].1 };
+                self.articles.contains(&core.as_bytes()[spans[i].0..end])
+            })
+            .unwrap_or(a0);
+        chunks[0].0 = j;
+        // The last item ends before its first stop word from the third word on.
+        let (al, bl, _) = chunks[n_chunks - 1];
+        let m = (al + 2..bl)
+            .find(|&i| self.stop_words.contains(word(i)))
+            .unwrap_or(bl);
+        chunks[n_chunks - 1] = (al, m, spans[m - 1].1);
+        let mut items: Vec<&str> = chunks
             .iter()
-            .rposition(|w| self.articles.contains(w.as_bytes()))
-            .unwrap_or(0);
-        let prefix = &first[..j];
-        chunks[0] = first[j..].to_vec();
-        let last = mem::take(&mut chunks[n_chunks - 1]);
-        let m = (2..last.len())
-            .find(|&i| self.stop_words.contains(last[i].as_bytes()))
-            .unwrap_or(last.len());
-        let suffix = &last[m..];
-        chunks[n_chunks - 1] = last[..m].to_vec();
-        let mut items: Vec<String> = chunks.iter().map(|c| c.join(" ")).collect();
+            .map(|&(a, _, end)| &core[spans[a].0..end])
+            .collect();
         items.sort_unstable();
-        dst.push_str(lead);
-        for w in prefix {
-            dst.push_str(w);
-            dst.push(' ');
+        dst.push_str(&seg[..core_start]);
+        if j > 0 {
+            dst.push_str(&core[..spans[j].0]);
         }
         let n = items.len();
         for (k, item) in items.iter().enumerate() {
@@ -233,9 +246,9 @@ impl EnumSorter {
             }
             dst.push_str(item);
         }
-        for w in suffix {
+        if m < bl {
             dst.push(' ');
-            dst.push_str(w);
+            dst.push_str(&core[spans[m].0..]);
         }
         dst.push_str(trail);
     }
@@ -252,15 +265,33 @@ impl EnumSorter {
         self.articles.contains(&rest[..end])
     }
 
-    /// True when two consecutive lines start with an article.
+    /// True when two consecutive lines start with an article. `line_candidates` finds the
+    /// line breaks followed by an article, so only those lines are looked at.
     fn has_article_run(&self, text: &str) -> bool {
-        let mut prev = false;
-        for line in text.split('\n') {
-            let cur = self.starts_with_article(line.as_bytes());
-            if prev && cur {
-                return true;
+        let b = text.as_bytes();
+        let line_end = |start: usize| {
+            b[start..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |p| start + p)
+        };
+        // End of the last line that starts with an article (None: the previous line does not).
+        let mut prev_end = if self.starts_with_article(&b[..line_end(0)]) {
+            Some(line_end(0))
+        } else {
+            None
+        };
+        let mut search = 0;
+        while let Some(m) = self.line_candidates.find_at(text, search) {
+            let start = m.start() + 1;
+            let end = line_end(start);
+            if self.starts_with_article(&b[start..end]) {
+                if prev_end == Some(m.start()) {
+                    return true;
+                }
+                prev_end = Some(end);
             }
-            prev = cur;
+            search = start;
         }
         false
     }

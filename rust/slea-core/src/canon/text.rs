@@ -14,8 +14,9 @@ pub(super) fn nfkc(src: &str, dst: &mut String) -> bool {
     true
 }
 
-pub(super) fn casefold(src: &str, dst: &mut String) -> bool {
-    if src.is_ascii() {
+/// `ascii`: the caller knows `src` is ASCII (false: not known).
+pub(super) fn casefold(src: &str, dst: &mut String, ascii: bool) -> bool {
+    if ascii || src.is_ascii() {
         if !src.bytes().any(|b| b.is_ascii_uppercase()) {
             return false;
         }
