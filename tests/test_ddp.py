@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import slea
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
@@ -62,7 +64,7 @@ WORKER = textwrap.dedent(
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    root = Path(__file__).resolve().parents[1] / "python"
+    root = Path(slea.__file__).resolve().parents[1]  # where slea is imported from
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     return env

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import slea
 from slea.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,9 @@ def test_demo_config_is_the_issue_setup() -> None:
 def test_demo_learns(tmp_path: Path) -> None:
     pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(slea.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    )
     t0 = time.time()
     proc = subprocess.run(
         [

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import slea
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
@@ -38,7 +40,9 @@ def tiny_config(run_dir: Path, *extra: str) -> TrainConfig:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(slea.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    )
     env["OMP_NUM_THREADS"] = "1"
     return env
 
