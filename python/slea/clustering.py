@@ -188,7 +188,7 @@ def _preset(name: str) -> CanonSpec:
 
 def _spec(spec: CanonSpec | None) -> CanonSpec:
     if spec is None:
-        return CanonSpec.default()
+        return _preset("generic")
     if not isinstance(spec, CanonSpec):
         raise TypeError(f"spec: expected slea.CanonSpec or None, got {type(spec).__name__}")
     return spec
