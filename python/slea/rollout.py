@@ -81,6 +81,11 @@ class Rollout:
         invalid: bool column, the action was not understood or could not be parsed.
         retrieved: per row, the ids of the experiences shown.
         timing: seconds spent per phase (generation, env, clustering, retrieval, prompt).
+        cascade: self-consistency cascade counters (empty when it is off): ``checked`` steps,
+            ``skipped`` retrievals (the k samples agreed), ``samples`` drawn, ``sample_prompt_tokens``
+            (prompt tokens the k samples cost), ``saved_prompt_tokens`` (estimate of the experience
+            tokens not put into prompts: skipped steps x the mean experience tokens of the steps
+            that did retrieve).
     """
 
     episodes: list[Episode]
@@ -95,6 +100,7 @@ class Rollout:
     invalid: np.ndarray
     retrieved: list[tuple[int, ...]]
     timing: dict[str, float] = field(default_factory=dict)
+    cascade: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -123,6 +129,7 @@ class Rollout:
             "invalid_fraction": float(self.invalid.sum()) / n,
             "retrieval_fraction": sum(1 for r in self.retrieved if r) / n,
             "experiences_per_step": sum(len(r) for r in self.retrieved) / n,
+            **{f"cascade_{k}": v for k, v in self.cascade.items()},
         }
 
 
@@ -154,6 +161,62 @@ def _unbatch(infos: Mapping[str, Any], n: int) -> list[dict[str, Any]]:
     return out
 
 
+class _Cascade:
+    """Self-consistency cascade: skip retrieval where the policy is already sure.
+
+    ``check`` samples ``k`` actions per step on the prompt without experiences (one batched
+    ``act`` call); the steps whose ``k`` actions all agree keep that prompt and the first sample
+    (its record is token-exact for that prompt) and skip retrieval. ``measure`` records how many
+    prompt tokens the experiences added where retrieval did happen, to estimate what the skipped
+    steps saved.
+    """
+
+    def __init__(self) -> None:
+        self.checked = self.skipped = self.samples = self.sample_tokens = 0
+        self.exp_tokens = self.exp_steps = 0
+
+    def check(
+        self,
+        policy: HFPolicy,
+        plain: Sequence[Any],
+        admissible: Sequence[Sequence[str]] | None,
+        k: int,
+        generator: torch.Generator | None,
+    ) -> dict[int, tuple[Any, ActionRecord]]:
+        m = len(plain)
+        recs = policy.act(
+            [p.ids for p in plain] * k,
+            list(admissible) * k if admissible is not None else None,
+            greedy=False,
+            generator=generator,
+        )
+        self.checked += m
+        self.samples += m * k
+        self.sample_tokens += k * sum(len(p.ids) for p in plain)
+        out = {}
+        for j in range(m):
+            if len({recs[r * m + j].text for r in range(k)}) == 1:
+                out[j] = (plain[j], recs[j])
+        self.skipped += len(out)
+        return out
+
+    def measure(self, prompts: Sequence[Any], plain: Sequence[Any]) -> None:
+        """Prompt-length differences of the steps that retrieved (with vs without experiences)."""
+        for p, q in zip(prompts, plain, strict=True):
+            self.exp_tokens += max(0, len(p.ids) - len(q.ids))
+            self.exp_steps += 1
+
+    def summary(self) -> dict[str, float]:
+        mean = self.exp_tokens / self.exp_steps if self.exp_steps else 0.0
+        return {
+            "checked": float(self.checked),
+            "skipped": float(self.skipped),
+            "samples": float(self.samples),
+            "sample_prompt_tokens": float(self.sample_tokens),
+            "saved_prompt_tokens": self.skipped * mean,
+        }
+
+
 def collect(
     policy: HFPolicy,
     venv: Any,
@@ -170,6 +233,7 @@ def collect(
     iteration: int = 0,
     first_episode_id: int = 0,
     seed: int | None = None,
+    consistency_k: int = 0,
 ) -> Rollout:
     """Play ``specs`` (at most ``venv.num_envs`` episodes) in lock-step; return the rollout.
 
@@ -188,6 +252,9 @@ def collect(
         iteration: recorded in the episodes.
         first_episode_id: id of the first episode; the others follow.
         seed: reset seed of the vector env (env i gets ``seed + i``).
+        consistency_k: self-consistency cascade (0 or 1 = off; sampled rollouts only): sample
+            ``k`` actions on the prompt without experiences; where all ``k`` agree, take the first
+            and skip retrieval for that step; elsewhere retrieve and act as usual.
     """
     n_env = int(venv.num_envs)
     n = len(specs)
@@ -208,6 +275,7 @@ def collect(
     history: list[list[Turn]] = [[] for _ in range(n)]
     steps: list[list[tuple[Step, ActionRecord]]] = [[] for _ in range(n)]
     choice = policy.mode == "choice"
+    cascade = _Cascade()
     for step_index in range(max_steps):
         if choice:  # an episode with no admissible action cannot act: it ends, truncated
             for i in range(n):
@@ -221,14 +289,13 @@ def collect(
         clusters = [int(c) for c in clusterer.assign_batch(texts)]
         anchors = [int(anchor_fn(x)) for x in texts]
         t = timer.add("clustering", t)
-        found = retrieve(clusters, texts) if retrieve is not None else [[] for _ in active]
-        t = timer.add("retrieval", t)
-        prompts = [
-            build_prompt(
+
+        def make_prompt(i: int, experiences: Sequence[Any]) -> Any:
+            return build_prompt(
                 policy.encode_prompt,
                 policy.count_tokens,
                 rules=prompt.rules,
-                experiences=found[k],
+                experiences=experiences,
                 task=tasks[i],
                 history=history[i],
                 observation=obs[i],
@@ -238,15 +305,41 @@ def collect(
                 budget_tokens=prompt.budget_tokens,
                 max_prompt_tokens=prompt.max_prompt_tokens,
             )
-            for k, i in enumerate(active)
+
+        agreed: dict[int, tuple[Any, ActionRecord]] = {}
+        plain: list[Any] = []
+        if retrieve is not None and consistency_k > 1 and not greedy:
+            plain = [make_prompt(i, ()) for i in active]
+            adm = [admissible[i] for i in active] if choice else None
+            agreed = cascade.check(policy, plain, adm, consistency_k, generator)
+            t = timer.add("generation", t)
+        ask = [k for k in range(len(active)) if k not in agreed]
+        found: list[Sequence[Any]] = [[] for _ in active]
+        if retrieve is not None and ask:
+            for k, got in zip(
+                ask, retrieve([clusters[k] for k in ask], [texts[k] for k in ask]), strict=True
+            ):
+                found[k] = got
+        t = timer.add("retrieval", t)
+        prompts = [
+            agreed[k][0] if k in agreed else make_prompt(i, found[k]) for k, i in enumerate(active)
         ]
+        if plain:
+            used = [k for k in ask if found[k]]
+            cascade.measure([prompts[k] for k in used], [plain[k] for k in used])
         t = timer.add("prompt", t)
-        records = policy.act(
-            [p.ids for p in prompts],
-            [admissible[i] for i in active] if choice else None,
-            greedy=greedy,
-            generator=generator,
+        acted = (
+            policy.act(
+                [prompts[k].ids for k in ask],
+                [admissible[active[k]] for k in ask] if choice else None,
+                greedy=greedy,
+                generator=generator,
+            )
+            if ask
+            else []
         )
+        by_k = dict(zip(ask, acted, strict=True))
+        records = [agreed[k][1] if k in agreed else by_k[k] for k in range(len(active))]
         t = timer.add("generation", t)
         actions = [""] * n_env
         for k, i in enumerate(active):
@@ -283,9 +376,12 @@ def collect(
             elif step_index == max_steps - 1:
                 alive[i] = False
                 truncated[i] = True
-    return _assemble(
+    out = _assemble(
         specs, tasks, steps, won, truncated, iteration, first_episode_id, action_key_fn, timer
     )
+    if retrieve is not None and consistency_k > 1 and not greedy:
+        out.cascade = cascade.summary()
+    return out
 
 
 def _assemble(

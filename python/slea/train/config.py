@@ -234,8 +234,14 @@ class RetrievalConfig:
     """Token budget of the experiences in the system message (policy tokenizer)."""
     in_eval: bool = True
     """Use the library during evaluation too (as the paper does)."""
+    demonstrations: bool = True
+    """Show example entries that carry an (observation, action) pair as a worked step."""
+    consistency_k: int = 0
+    """Self-consistency cascade: sample k actions without experiences and skip retrieval where
+    they agree (0 = off; sampled rollouts only; saved prompt tokens in rollout.cascade_*)."""
 
     def __post_init__(self) -> None:
+        _check(self.consistency_k >= 0, "retrieval.consistency_k", "must be >= 0")
         _check(self.warmup >= 0, "retrieval.warmup", "must be >= 0")
         _check(self.min_library >= 0, "retrieval.min_library", "must be >= 0")
         _check(self.budget_tokens >= 0, "retrieval.budget_tokens", "must be >= 0")

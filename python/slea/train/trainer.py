@@ -449,7 +449,10 @@ class Trainer:
         if library is not None:
 
             def retrieve(cluster_ids: Any, texts: Any) -> list[list[Any]]:
-                return list(library.retrieve_batch(list(cluster_ids), list(texts)))
+                rows = list(library.retrieve_batch(list(cluster_ids), list(texts)))
+                if cfg.retrieval.demonstrations:
+                    return rows
+                return [[_without_demonstration(e) for e in row] for row in rows]
 
         return collect(
             self.policy,
@@ -466,6 +469,7 @@ class Trainer:
             iteration=self.iteration,
             first_episode_id=self.next_episode_id,
             seed=seed,
+            consistency_k=cfg.retrieval.consistency_k,
         )
 
     def _step_batch(self, rollout: Rollout) -> Any:
@@ -655,3 +659,17 @@ class Trainer:
 
 
 __all__ = ["TIMING_KEYS", "Trainer"]
+
+
+def _without_demonstration(entry: Any) -> Any:
+    """An entry as the prompt sees it, minus its worked step (``retrieval.demonstrations: false``)."""
+    import types
+
+    return types.SimpleNamespace(
+        id=entry.id,
+        text=entry.text,
+        zone=entry.zone,
+        level=entry.level,
+        observation=None,
+        action=None,
+    )
