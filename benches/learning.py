@@ -70,6 +70,8 @@ def _run(
         "run.overwrite=true",
         f"train.seed={seed}",
         "train.iterations=100000",
+        "train.threads=1",
+        "train.time_budget_s=0",
         f"train.max_env_steps={args.env_steps}",
         f"eval.every={args.eval_every}",
         "checkpoint.every=100000",

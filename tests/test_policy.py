@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from slea.errors import ConfigError  # noqa: E402
+from slea.policy.forward import packing_costs, update_candidate_scores  # noqa: E402
 from slea.policy.hf import (  # noqa: E402
     HFPolicy,
     LoraSpec,
@@ -126,6 +127,47 @@ def test_packed_rows_are_fewer_than_prompts(policy: HFPolicy) -> None:
         handle.remove()
     assert shapes[0][0] == 1  # one row holds the five prompts
     assert shapes[0][1] < sum(len(p) for p in prompts)
+
+
+def _count_forwards(policy: HFPolicy, fn) -> tuple[torch.Tensor, int]:  # type: ignore[no-untyped-def]
+    calls: list[int] = []
+    handle = policy.model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with torch.no_grad():
+            out = fn()
+    finally:
+        handle.remove()
+    return out, len(calls)
+
+
+def test_update_scores_pack_shared_prefixes_and_not_unrelated_prompts(policy: HFPolicy) -> None:
+    """The update packs prompts only when packing is estimated cheaper; the scores are the same
+    either way."""
+    system = {"role": "system", "content": "Find the coin. " * 12}
+    shared = [
+        policy.encode_prompt([system, {"role": "user", "content": "go north " * k}])
+        for k in range(1, 7)
+    ]
+    unrelated = [
+        policy.encode_prompt(
+            [
+                {"role": "system", "content": f"tip {k}: " + "take coin " * 12 * k},
+                {"role": "user", "content": "look"},
+            ]
+        )
+        for k in range(1, 7)
+    ]
+    cands = [[policy.action_ids(a) for a in ACTIONS[0]]] * 6
+    for prompts, packs in ((shared, True), (unrelated, False)):
+        cached, packed = packing_costs(prompts, cands, policy.model.config.hidden_size)
+        assert (packed < cached) is packs
+        got, passes = _count_forwards(
+            policy, lambda p=prompts: update_candidate_scores(policy.model, p, cands, policy.pad_id)
+        )
+        assert passes == (1 if packs else 2)  # packed: one pass; cached: prompts, then candidates
+        with torch.no_grad():
+            want = candidate_scores(policy.model, prompts, cands, policy.pad_id)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
 def test_single_token_candidates_need_no_second_pass(policy: HFPolicy) -> None:

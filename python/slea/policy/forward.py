@@ -3,7 +3,10 @@
 - :func:`candidate_scores`: mean token log-prob of every candidate action after its prompt; one
   pass over the prompts (cached keys/values), one pass over all candidates packed per prompt.
 - :func:`packed_candidate_scores`: the same for many prompts that share prefixes (the steps of
-  an episode), packed into rows with a 4D attention mask; one pass, used by the update.
+  an episode), packed into rows with a 4D attention mask; one pass.
+- :func:`update_candidate_scores`: what the update calls; picks the cheaper of the two above
+  from a cost estimate (packing pays when prompts share long prefixes, and costs when they
+  do not, e.g. when retrieved experiences in the system message differ from step to step).
 - :func:`sequence_logprobs`: per-token log-probs of responses (generate mode).
 - :func:`sample_tokens`: KV-cached sampling with per-token log-probs from the same pass.
 
@@ -269,6 +272,61 @@ def packed_candidate_scores(
     total = torch.zeros(starts[-1], dtype=lp.dtype, device=device).index_add(0, flat, lp)
     lengths = torch.tensor([len(c) for cs in candidates for c in cs], device=device)
     return total / lengths.to(total.dtype)
+
+
+def _attention_pairs(lengths: Sequence[int]) -> int:
+    """Query-key pairs of a left-padded batch of rows of these lengths (all padded to the widest)."""
+    return len(lengths) * max(lengths, default=0) ** 2
+
+
+def packing_costs(
+    prompts: Sequence[Sequence[int]],
+    candidates: Sequence[Sequence[Sequence[int]]],
+    hidden_size: int,
+    *,
+    min_shared: int = 16,
+    max_row_tokens: int = 1024,
+) -> tuple[float, float]:
+    """Estimated work (multiply-adds per layer, up to a constant) of scoring these prompts and
+    candidates with :func:`candidate_scores` and with :func:`packed_candidate_scores`.
+
+    Per token the projections and MLP cost about ``10 * hidden^2``; per query-key pair the
+    attention costs about ``2 * hidden`` (scores and weighted values), and both passes
+    materialise their masks over all pairs of a padded batch. Returns ``(cached, packed)``.
+    """
+    cand_tokens = [sum(len(c) - 1 for c in cs) for cs in candidates]
+    per_token, per_pair = 10.0 * hidden_size**2, 2.0 * hidden_size
+    # cached: one padded prompt pass, then one packed-candidates pass attending to the prompts
+    prompt_w = max((len(p) for p in prompts), default=0)
+    cand_w = max(cand_tokens, default=0)
+    cached = per_token * (len(prompts) * prompt_w + len(prompts) * cand_w) + per_pair * (
+        _attention_pairs([len(p) for p in prompts]) + len(prompts) * cand_w * (prompt_w + cand_w)
+    )
+    groups = _prefix_groups(prompts, cand_tokens, min_shared, max_row_tokens)
+    rows = [
+        prefix + sum(len(prompts[m]) - prefix + cand_tokens[m] for m in members)
+        for prefix, members in groups
+    ]
+    packed = per_token * len(rows) * max(rows, default=0) + per_pair * _attention_pairs(rows)
+    return cached, packed
+
+
+def update_candidate_scores(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    candidates: Sequence[Sequence[Sequence[int]]],
+    pad_id: int,
+) -> torch.Tensor:
+    """Mean token log-prob of every candidate (as :func:`candidate_scores`), by whichever of
+    the cached and the packed pass :func:`packing_costs` estimates to be cheaper; both give the
+    same values up to float rounding."""
+    config = getattr(_unwrap(model), "config", None)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    if hidden > 0 and len(prompts) > 1:
+        cached, packed = packing_costs(prompts, candidates, hidden)
+        if packed < cached:
+            return packed_candidate_scores(model, prompts, candidates, pad_id)
+    return candidate_scores(model, prompts, candidates, pad_id)
 
 
 def _unwrap(model: Any) -> Any:

@@ -41,6 +41,7 @@ from slea.policy.forward import (
     packed_candidate_scores,
     sample_tokens,
     sequence_logprobs,
+    update_candidate_scores,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -388,7 +389,7 @@ class HFPolicy:
         if not records:
             return torch.zeros(0)
         if records[0].candidates:
-            scores = packed_candidate_scores(
+            scores = update_candidate_scores(
                 model, [r.prompt_ids for r in records], [r.candidates for r in records], self.pad_id
             )
             out, offset = [], 0
@@ -494,4 +495,5 @@ __all__ = [
     "parse_tag",
     "sample_tokens",
     "sequence_logprobs",
+    "update_candidate_scores",
 ]

@@ -63,7 +63,7 @@ class LoopConfig:
     deterministic: bool = True
     """Use torch deterministic algorithms (bitwise-reproducible resume on CPU)."""
     threads: int = 1
-    """torch intra-op threads (1 is best for tiny models on CPU)."""
+    """torch intra-op threads (on CPU: 1 when the env dominates, the core count when the update does)."""
 
     def __post_init__(self) -> None:
         _check(self.iterations >= 0, "train.iterations", f"must be >= 0, got {self.iterations}")
