@@ -323,6 +323,43 @@ def test_lone_surrogates_are_refused(text: str, name: str) -> None:
             g(["fine", text], spec)
 
 
+# Values that are not str, and str values holding a lone surrogate anywhere.
+not_str = (
+    st.none()
+    | st.integers()
+    | st.floats()
+    | st.binary(max_size=8)
+    | st.lists(st.text(max_size=3), max_size=2)
+    | st.tuples(st.text(max_size=3))
+)
+with_surrogate = st.tuples(
+    st.text(max_size=20), st.characters(categories=["Cs"]), st.text(max_size=20)
+).map("".join)
+
+
+@given(
+    batch=st.lists(texts, max_size=6),
+    bad=not_str | with_surrogate,
+    pos=st.integers(0, 6),
+    name=st.sampled_from(PRESETS),
+)
+def test_any_bad_element_is_named(batch: list[str], bad: object, pos: int, name: str) -> None:
+    spec = CanonSpec.preset(name)
+    i = min(pos, len(batch))
+    mixed: list[object] = [*batch[:i], bad, *batch[i:]]
+    exc, why = (ValueError, "surrogate") if isinstance(bad, str) else (TypeError, "expected str")
+    for f in (slea.canonicalize, slea.structural_hash, slea.simhash):
+        with pytest.raises(exc, match=f"text: .*{why}"):
+            f(bad, spec)  # type: ignore[arg-type]
+    for g in (slea.canonicalize_batch, slea.structural_hash_batch, slea.simhash_batch):
+        with pytest.raises(exc, match=rf"texts\[{i}\]: .*{why}"):
+            g(mixed, spec)  # type: ignore[arg-type]
+    # The same batch without the bad element still works and matches the single calls.
+    assert [int(h) for h in slea.structural_hash_batch(batch, spec)] == [
+        slea.structural_hash(t, spec) for t in batch
+    ]
+
+
 def test_wrong_types_name_the_argument() -> None:
     for f in (slea.canonicalize, slea.structural_hash, slea.simhash):
         with pytest.raises(TypeError, match="text: expected str, got int"):
@@ -370,7 +407,7 @@ def test_bad_specs_name_the_rule() -> None:
 def test_ten_megabyte_observation() -> None:
     line = "You see a red apple, a knife and a cookbook. Moves: 3 obj 7f3a9c11\n"
     text = line * (10_000_000 // len(line))
-    for name in ("generic", "textworld"):
+    for name in PRESETS:
         spec = CanonSpec.preset(name)
         out = slea.canonicalize(text, spec)
         assert 0 < len(out) <= len(text) + 1000

@@ -285,6 +285,52 @@ def test_bad_observations_change_nothing() -> None:
     assert c.prototype(np.uint64(c.ids()[0])) == "a"
 
 
+def snapshot_of(c: ObservationClusterer) -> tuple[object, ...]:
+    ids = [int(i) for i in c.ids()]
+    return (c.stats(), ids, [c.size(i) for i in ids], [c.prototype(i) for i in ids])
+
+
+not_str = (
+    st.none()
+    | st.integers()
+    | st.floats()
+    | st.binary(max_size=8)
+    | st.lists(st.text(max_size=3), max_size=2)
+)
+with_surrogate = st.tuples(
+    st.text(max_size=20), st.characters(categories=["Cs"]), st.text(max_size=20)
+).map("".join)
+
+
+@given(
+    seen=observations,
+    batch=observations,
+    bad=not_str | with_surrogate,
+    pos=st.integers(0, 40),
+    max_clusters=st.none() | st.integers(1, 3),
+)
+def test_any_bad_observation_is_named_and_changes_nothing(
+    seen: list[str], batch: list[str], bad: object, pos: int, max_clusters: int | None
+) -> None:
+    c = clusterer(max_clusters=max_clusters)
+    c.assign_batch(seen)
+    before = snapshot_of(c)
+    i = min(pos, len(batch))
+    mixed: list[object] = [*batch[:i], bad, *batch[i:]]
+    exc, why = (ValueError, "surrogate") if isinstance(bad, str) else (TypeError, "expected str")
+    with pytest.raises(exc, match=rf"texts\[{i}\]: .*{why}"):
+        c.assign_batch(mixed)  # type: ignore[arg-type]
+    with pytest.raises(exc, match=f"text: .*{why}"):
+        c.assign(bad)  # type: ignore[arg-type]
+    empty = c.assign_batch([])
+    assert empty.dtype == np.uint64 and empty.shape == (0,)
+    assert snapshot_of(c) == before
+    # The good part of the batch is then assigned as if the bad call had never happened.
+    fresh = clusterer(max_clusters=max_clusters)
+    fresh.assign_batch(seen)
+    assert np.array_equal(c.assign_batch(batch), fresh.assign_batch(batch))
+
+
 @given(text=st.text(st.characters(codec="utf-8"), max_size=60))
 def test_any_unicode_observation(text: str) -> None:
     c = clusterer()
@@ -297,6 +343,14 @@ def test_ten_megabyte_observation() -> None:
     c = ObservationClusterer(canon=CanonSpec.textworld())
     ids = c.assign_batch([big, big + "x", "small"])
     assert ids[0] == c.assign(big) and len(c) == 3
+    # One 10 MB line: a single enumeration to sort (order does not matter), compared with a 10 MB
+    # prototype; one changed item changes the only statement, so that is another state.
+    items = [f"a thing{i % 97}" for i in range(800_000)]
+    one = "You see " + ", ".join(items) + " and a box."
+    other = "You see a box, " + ", ".join(reversed(items[1:])) + f" and {items[0]}."
+    ids = c.assign_batch([one, other])
+    assert ids[0] == ids[1] and len(c) == 4
+    assert c.assign(one.replace("a box", "a bag")) not in ids and len(c) == 5
 
 
 def test_threads_share_one_clusterer() -> None:
