@@ -10,7 +10,11 @@ quotes). For each set and for the ``generic`` and ``textworld`` presets:
 - slea batch: ``structural_hash_batch(texts, spec)`` (one call, GIL released, one core);
 - slea per call: ``structural_hash(text, spec)`` in a Python loop (adds the FFI cost per text);
 - Python reference: tests/reference/canon_ref.py (``re`` + ``unicodedata``, one pass per rule)
-  followed by an 8-byte blake2b of the canonical text, on ``--ref-sample`` texts.
+  followed by an 8-byte blake2b of the canonical text, on ``--ref-sample`` texts (best of
+  ``--repeat // 3``);
+- Python floor: only NFKC, ``str.lower`` and one ``re.sub`` for white space, then the same
+  blake2b: a lower bound on the cost of any Python version of a preset (each preset does more),
+  so ``x vs floor`` is the least the Rust core can be credited with.
 
 The reference's canonical texts are checked equal to slea's first. Throughput is UTF-8 bytes
 per second of thread CPU time (best of ``--repeat``), which the other processes of a shared
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -37,8 +43,12 @@ COLUMNS = [
     "slea batch MB/s",
     "slea per call MB/s",
     "Python ref MB/s",
+    "Python floor MB/s",
     "x vs Python",
+    "x vs floor",
 ]
+
+_SPACES = re.compile(r"\s+")
 
 
 def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -61,6 +71,15 @@ def python_reference(texts: list[str], rules: list[dict[str, Any]]) -> list[int]
     return out
 
 
+def python_floor(texts: list[str]) -> list[int]:
+    out = []
+    for t in texts:
+        canonical = _SPACES.sub(" ", unicodedata.normalize("NFKC", t).lower()).strip()
+        digest = hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).digest()
+        out.append(int.from_bytes(digest, "little"))
+    return out
+
+
 def measure(name: str, texts: list[str], preset: str, repeat: int, sample: int) -> dict[str, Any]:
     spec = slea.CanonSpec.preset(preset)
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -75,7 +94,8 @@ def measure(name: str, texts: list[str], preset: str, repeat: int, sample: int) 
         raise AssertionError(f"{mismatches} canonical texts differ from the reference")
     batch = best_time(lambda: slea.structural_hash_batch(texts, spec), repeat)
     single = best_time(lambda: [slea.structural_hash(t, spec) for t in texts], max(1, repeat // 2))
-    ref = best_time(lambda: python_reference(sub, rules), 1)
+    ref = best_time(lambda: python_reference(sub, rules), max(1, repeat // 3))
+    floor = best_time(lambda: python_floor(sub), max(1, repeat // 3))
 
     def mbs(n: int, seconds: float) -> float:
         return n / seconds / 1e6
@@ -88,11 +108,14 @@ def measure(name: str, texts: list[str], preset: str, repeat: int, sample: int) 
         "slea batch MB/s": mbs(nbytes, batch[0]),
         "slea per call MB/s": mbs(nbytes, single[0]),
         "Python ref MB/s": mbs(sub_bytes, ref[0]),
+        "Python floor MB/s": mbs(sub_bytes, floor[0]),
         "x vs Python": mbs(nbytes, batch[0]) / mbs(sub_bytes, ref[0]),
+        "x vs floor": mbs(nbytes, batch[0]) / mbs(sub_bytes, floor[0]),
         "wall": {
             "slea batch MB/s": mbs(nbytes, batch[1]),
             "slea per call MB/s": mbs(nbytes, single[1]),
             "Python ref MB/s": mbs(sub_bytes, ref[1]),
+            "Python floor MB/s": mbs(sub_bytes, floor[1]),
         },
     }
 
