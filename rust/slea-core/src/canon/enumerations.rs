@@ -59,8 +59,6 @@ pub(super) struct EnumSorter {
     /// Finds the places where an item can start (", a", " and the", ...); a segment without one
     /// holds no list, so most of the text is never split into words.
     candidates: Regex,
-    /// Finds the line breaks followed by an article (for `lines`).
-    line_candidates: Regex,
 }
 
 #[inline]
@@ -93,7 +91,6 @@ impl EnumSorter {
             stop_words: WordSet::new(stop_words),
             lines,
             candidates: Regex::new(&pattern)?,
-            line_candidates: Regex::new(&format!("\n[ \t]*(?:{})", alt(articles)))?,
         })
     }
 
@@ -265,33 +262,20 @@ impl EnumSorter {
         self.articles.contains(&rest[..end])
     }
 
-    /// True when two consecutive lines start with an article. `line_candidates` finds the
-    /// line breaks followed by an article, so only those lines are looked at.
+    /// True when two consecutive lines start with an article. Line breaks are found with
+    /// `memchr`, and a line that cannot start with an article is rejected by the first word's
+    /// length before any comparison.
     fn has_article_run(&self, text: &str) -> bool {
         let b = text.as_bytes();
-        let line_end = |start: usize| {
-            b[start..]
-                .iter()
-                .position(|&c| c == b'\n')
-                .map_or(b.len(), |p| start + p)
-        };
-        // End of the last line that starts with an article (None: the previous line does not).
-        let mut prev_end = if self.starts_with_article(&b[..line_end(0)]) {
-            Some(line_end(0))
-        } else {
-            None
-        };
-        let mut search = 0;
-        while let Some(m) = self.line_candidates.find_at(text, search) {
-            let start = m.start() + 1;
-            let end = line_end(start);
-            if self.starts_with_article(&b[start..end]) {
-                if prev_end == Some(m.start()) {
-                    return true;
-                }
-                prev_end = Some(end);
+        let mut prev = false;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', b).chain(std::iter::once(b.len())) {
+            let cur = self.starts_with_article(&b[start..end]);
+            if cur && prev {
+                return true;
             }
-            search = start;
+            prev = cur;
+            start = end + 1;
         }
         false
     }

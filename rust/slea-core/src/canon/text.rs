@@ -173,19 +173,31 @@ pub(super) fn collapse_whitespace(src: &str, dst: &mut String) -> bool {
     changed
 }
 
-/// True when `b` holds an ASCII digit; 32 bytes at a time without early exit inside a block, so
-/// the compiler vectorises the test.
+/// True when `b` holds an ASCII digit.
 fn has_ascii_digit(b: &[u8]) -> bool {
-    let mut blocks = b.chunks_exact(32);
+    next_ascii_digit(b, 0).is_some()
+}
+
+/// Position of the first ASCII digit of `b` at or after `from`; 32 bytes at a time without early
+/// exit inside a block, so the compiler vectorises the test.
+fn next_ascii_digit(b: &[u8], from: usize) -> Option<usize> {
+    let tail = b.get(from..)?;
+    let mut blocks = tail.chunks_exact(32);
+    let mut at = from;
     for block in &mut blocks {
         if block
             .iter()
             .fold(false, |a, &c| a | (c.wrapping_sub(b'0') < 10))
         {
-            return true;
+            return block.iter().position(u8::is_ascii_digit).map(|p| at + p);
         }
+        at += 32;
     }
-    blocks.remainder().iter().any(u8::is_ascii_digit)
+    blocks
+        .remainder()
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|p| at + p)
 }
 
 pub(super) fn mask_numbers(src: &str, token: &str, dst: &mut String) -> bool {
@@ -193,15 +205,11 @@ pub(super) fn mask_numbers(src: &str, token: &str, dst: &mut String) -> bool {
     if !has_ascii_digit(b) {
         return false;
     }
-    let first = b.iter().position(u8::is_ascii_digit).unwrap_or(b.len());
     let n = b.len();
     let mut copied = 0;
-    let mut i = first;
-    while i < n {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
+    let mut i = 0;
+    while let Some(d) = next_ascii_digit(b, i) {
+        i = d;
         dst.push_str(&src[copied..i]);
         while i < n && b[i].is_ascii_digit() {
             i += 1;
@@ -236,32 +244,35 @@ fn is_id(word: &[u8], min_len: usize, has_digit: bool, has_alpha: bool) -> bool 
 }
 
 pub(super) fn mask_ids(src: &str, token: &str, min_len: usize, dst: &mut String) -> bool {
+    // Both kinds of id hold a digit, so only the words around digits are looked at: from each
+    // digit, out to the ends of its maximal run of id bytes (never back past the previous run).
     let b = src.as_bytes();
-    if !has_ascii_digit(b) {
-        return false;
-    }
     let n = b.len();
     let mut copied = 0;
     let mut changed = false;
     let mut i = 0;
-    while i < n {
-        if !is_id_byte(b[i]) {
-            i += 1;
-            continue;
+    while let Some(d) = next_ascii_digit(b, i) {
+        let mut start = d;
+        while start > i && is_id_byte(b[start - 1]) {
+            start -= 1;
         }
-        let start = i;
-        let (mut digit, mut alpha) = (false, false);
-        while i < n && is_id_byte(b[i]) {
-            digit |= b[i].is_ascii_digit();
-            alpha |= b[i].is_ascii_alphabetic();
-            i += 1;
+        let mut end = d + 1;
+        while end < n && is_id_byte(b[end]) {
+            end += 1;
         }
-        if digit && is_id(&b[start..i], min_len, digit, alpha) {
+        let word = &b[start..end];
+        if is_id(
+            word,
+            min_len,
+            true,
+            word.iter().any(u8::is_ascii_alphabetic),
+        ) {
             dst.push_str(&src[copied..start]);
             dst.push_str(token);
-            copied = i;
+            copied = end;
             changed = true;
         }
+        i = end;
     }
     if changed {
         dst.push_str(&src[copied..]);
@@ -426,6 +437,10 @@ mod tests {
             for i in 0..n {
                 v[i] = b'7';
                 assert!(has_ascii_digit(&v));
+                for from in 0..=n + 1 {
+                    let want = (from <= i).then_some(i);
+                    assert_eq!(next_ascii_digit(&v, from), want, "n={n} i={i} from={from}");
+                }
                 v[i] = b'a';
             }
         }
