@@ -1,6 +1,6 @@
 """Canonicalise + structural hash throughput: slea (Rust) vs a plain Python implementation.
 
-``python -m benches canon [--small] [--repeat 9] [--ref-sample 1500]``
+``python -m benches canon [--small] [--repeat 30] [--ref-sample 1500]``
 
 Observations are TextWorld texts (benches/tw_data.py) in three sets: ``state`` (room description
 and inventory, about 310 bytes), ``full`` (status line and feedback in front, about 515 bytes)
@@ -123,7 +123,7 @@ def measure(name: str, texts: list[str], preset: str, repeat: int, sample: int) 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benches canon", description=__doc__)
     parser.add_argument("--small", action="store_true", help="the small TextWorld dataset")
-    parser.add_argument("--repeat", type=int, default=9, help="repetitions of the slea runs")
+    parser.add_argument("--repeat", type=int, default=30, help="repetitions of the slea runs")
     parser.add_argument("--ref-sample", type=int, default=1500, help="texts for the reference")
     args = parser.parse_args(argv)
     data = tw_data.load(1, 4, 49) if args.small else tw_data.load()
