@@ -164,14 +164,18 @@ def big_library(tmp_path: Path, n: int) -> tuple[Path, float]:
     return src, time.perf_counter() - t0
 
 
-def kill_during_save(tmp_path: Path, runs: int, n: int) -> dict[str, int]:
+def kill_during_save(tmp_path: Path, runs: int, n: int, max_runs: int = 0) -> dict[str, int]:
+    """Kill a saving process ``runs`` times at random moments (and, up to ``max_runs``, until
+    at least one kill has landed inside a save: on a loaded machine the timing drifts)."""
     src, save_s = big_library(tmp_path, n)
     target = tmp_path / "lib.snap"
     target.write_bytes(src.read_bytes())
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     rng = random.Random(1)
     counts = {"runs": 0, "temp_left": 0, "loaded": 0}
-    for _ in range(runs):
+    for i in range(max(runs, max_runs)):
+        if i >= runs and counts["temp_left"] >= 1:
+            break
         p = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(src), str(target)],
             stdout=subprocess.PIPE,
@@ -194,8 +198,8 @@ def kill_during_save(tmp_path: Path, runs: int, n: int) -> dict[str, int]:
 
 
 def test_sigkill_during_save_leaves_a_loadable_snapshot(tmp_path: Path) -> None:
-    counts = kill_during_save(tmp_path, runs=6, n=500)
-    assert counts["loaded"] == counts["runs"] == 6
+    counts = kill_during_save(tmp_path, runs=6, n=500, max_runs=30)
+    assert counts["loaded"] == counts["runs"] >= 6
     assert counts["temp_left"] >= 1, "at least one kill should land inside a save"
 
 
