@@ -7,6 +7,10 @@ and treasure hunter level 3 (``th3``, where plain GRPO memorises its training ga
 
     python -m benches learning                        # everything (hours on 2 cores)
     python -m benches learning --sets cc3 --seeds 0 --env-steps 3000 --variants grpo slea
+    python -m benches learning --report-only          # summarise the finished runs so far
+
+Finished runs (a ``summary.json`` in their run directory) are reused, so an interrupted bench
+picks up where it stopped; ``--fresh`` re-runs them.
 
 Variants (config overrides of the demo config):
 
@@ -63,6 +67,11 @@ def _run(
     root: Path, game_set: str, variant: str, seed: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     run_dir = root / game_set / variant / f"seed{seed}"
+    finished = (run_dir / "summary.json").exists() and (run_dir / "metrics.jsonl").exists()
+    if finished and not args.fresh:
+        return _result(run_dir, game_set, variant, seed, wall=None)
+    if args.report_only:
+        return {"set": game_set, "variant": variant, "seed": seed, "missing": True}
     overrides = [
         *SETS[game_set],
         *VARIANTS[variant],
@@ -100,6 +109,13 @@ def _run(
     if proc.returncode != 0:
         print(f"[{game_set}/{variant}/seed{seed}] failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return {"set": game_set, "variant": variant, "seed": seed, "failed": True, "wall_s": wall}
+    return _result(run_dir, game_set, variant, seed, wall=wall)
+
+
+def _result(
+    run_dir: Path, game_set: str, variant: str, seed: int, wall: float | None
+) -> dict[str, Any]:
+    """One finished run's figures, read back from its metrics (``wall`` None: reused)."""
     records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
     evals = [r for r in records if r.get("kind") == "eval"]
     train = [r for r in records if r.get("kind") == "train"]
@@ -112,8 +128,9 @@ def _run(
         for r in evals
     ]
     last = evals[-1]
+    how = "reused" if wall is None else f"done in {wall:.0f} s"
     print(
-        f"[{game_set}/{variant}/seed{seed}] done in {wall:.0f} s: held-out sampled "
+        f"[{game_set}/{variant}/seed{seed}] {how}: held-out sampled "
         f"{last['test_sampled']['success']:.2f}, greedy {last['test_greedy']['success']:.2f}",
         flush=True,
     )
@@ -122,6 +139,7 @@ def _run(
         "variant": variant,
         "seed": seed,
         "wall_s": wall,
+        "reused": wall is None,
         "env_steps": train[-1]["env_steps"] if train else 0,
         "iterations": train[-1]["iteration"] if train else 0,
         "train_s": train[-1]["elapsed_s"] if train else 0.0,
@@ -214,12 +232,24 @@ def main(argv: list[str]) -> int:
     p.add_argument("--nice", type=int, default=10)
     p.add_argument("--games-cache", default="", help="where generated games are cached")
     p.add_argument("--root", default=str(ROOT / "runs" / "learning"), help="run directories")
+    p.add_argument(
+        "--fresh", action="store_true", help="re-run finished runs instead of reusing them"
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="start no run: summarise the finished runs under --root (missing ones are listed)",
+    )
     args = p.parse_args(argv)
     root = Path(args.root)
     jobs = [(s, v, seed) for s in args.sets for seed in args.seeds for v in args.variants]
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(lambda j: _run(root, *j, args), jobs))
+    missing = [r for r in results if r.get("missing")]
+    results = [r for r in results if not r.get("missing")]
+    for r in missing:
+        print(f"[{r['set']}/{r['variant']}/seed{r['seed']}] not run yet", flush=True)
     rows = summarise(results)
     figures = [str(f) for f in (plot(results, s) for s in args.sets) if f]
     columns = [
@@ -241,13 +271,14 @@ def main(argv: list[str]) -> int:
             "results": results,
             "summary": rows,
             "figures": figures,
+            "missing": missing,
             "wall_s": time.time() - t0,
         },
     )
     print(f"\n{machine()}\n")
     print(md)
     print(f"\nraw: {path}; figures: {', '.join(figures)}")
-    return 0 if all(not r.get("failed") for r in results) else 1
+    return 0 if all(not r.get("failed") for r in results) and not missing else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
