@@ -170,6 +170,35 @@ def test_update_scores_pack_shared_prefixes_and_not_unrelated_prompts(policy: HF
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
+def test_update_scores_under_a_ddp_wrapper_take_one_forward_call(policy: HFPolicy) -> None:
+    """DDP: one forward per backward on every rank, whatever each rank's shard would prefer."""
+
+    class Wrapper(torch.nn.Module):  # stands in for DistributedDataParallel (has .module)
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return self.module(*args, **kwargs)
+
+    prompts = [
+        policy.encode_prompt([{"role": "system", "content": f"tip {k}: " + "take coin " * 9 * k}])
+        for k in range(1, 5)
+    ]
+    cands = [[policy.action_ids(a) for a in ACTIONS[0]]] * 4
+    wrapped = Wrapper(policy.model)
+    calls: list[int] = []
+    handle = wrapped.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with torch.no_grad():
+            got = update_candidate_scores(wrapped, prompts, cands, policy.pad_id)
+            want = candidate_scores(policy.model, prompts, cands, policy.pad_id)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
 def test_single_token_candidates_need_no_second_pass(policy: HFPolicy) -> None:
     prompts = _prompts(policy)[:2]
     cands = [[(policy.end_of_action_id,)], [(policy.end_of_action_id,), (5,)]]

@@ -319,8 +319,15 @@ def update_candidate_scores(
 ) -> torch.Tensor:
     """Mean token log-prob of every candidate (as :func:`candidate_scores`), by whichever of
     the cached and the packed pass :func:`packing_costs` estimates to be cheaper; both give the
-    same values up to float rounding."""
-    config = getattr(_unwrap(model), "config", None)
+    same values up to float rounding.
+
+    A ``DistributedDataParallel`` wrapper always gets the packed pass: DDP needs one forward
+    call per backward, and every rank must make the same collective calls (each forward
+    broadcasts buffers), while the ranks' shards could make different choices.
+    """
+    if _unwrap(model) is not model:
+        return packed_candidate_scores(model, prompts, candidates, pad_id)
+    config = getattr(model, "config", None)
     hidden = int(getattr(config, "hidden_size", 0) or 0)
     if hidden > 0 and len(prompts) > 1:
         cached, packed = packing_costs(prompts, candidates, hidden)
