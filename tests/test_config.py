@@ -45,7 +45,7 @@ def test_yaml_round_trip_and_overrides(tmp_path) -> None:
             "train.update_policy=false",
             "model.lora_targets=[q_proj, v_proj]",
             "env.kwargs={max_steps: 5}",
-            "run.dir=/tmp/x",
+            "run.dir=runs/x",
             "library.ema_alpha=0.5",
         ],
     )
