@@ -487,20 +487,23 @@ class Trainer:
         )
 
     def _update(self, records: list[Any], advantages: np.ndarray) -> dict[str, float]:
-        from slea.algo.update import update_policy
-
         if self.world > 1:
             setup.broadcast([self.iteration, records, advantages])
-        stats = update_policy(
+        return self._run_update(self.iteration, records, advantages).to_dict()
+
+    def _run_update(self, iteration: int, records: list[Any], advantages: np.ndarray) -> Any:
+        """The PPO update of ``iteration`` (the same call on every rank)."""
+        from slea.algo.update import update_policy
+
+        return update_policy(
             self.policy,
             self.optimizer,
             records,
             advantages,
             self.config.update,
             model=self.ddp_model,
-            generator=self._update_rng(self.iteration),
+            generator=self._update_rng(iteration),
         )
-        return stats.to_dict()
 
     def _update_rng(self, iteration: int) -> Any:
         """Mini-batch order of an iteration's update: the same on every rank and after a resume."""
@@ -510,22 +513,12 @@ class Trainer:
 
     def _follow_updates(self) -> dict[str, Any]:
         """Ranks > 0: take part in every update that rank 0 broadcasts, until it says stop."""
-        from slea.algo.update import update_policy
-
         while True:
             payload = setup.broadcast(None)
             if payload is None:
                 return {}
             iteration, records, advantages = payload
-            update_policy(
-                self.policy,
-                self.optimizer,
-                records,
-                advantages,
-                self.config.update,
-                model=self.ddp_model,
-                generator=self._update_rng(iteration),
-            )
+            self._run_update(iteration, records, advantages)
 
     def _stop_followers(self) -> None:
         if self.world > 1:
