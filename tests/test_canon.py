@@ -11,6 +11,7 @@ import unicodedata
 
 import numpy as np
 import pytest
+from bad_input import bad_texts
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reference import canon_ref
@@ -323,23 +324,9 @@ def test_lone_surrogates_are_refused(text: str, name: str) -> None:
             g(["fine", text], spec)
 
 
-# Values that are not str, and str values holding a lone surrogate anywhere.
-not_str = (
-    st.none()
-    | st.integers()
-    | st.floats()
-    | st.binary(max_size=8)
-    | st.lists(st.text(max_size=3), max_size=2)
-    | st.tuples(st.text(max_size=3))
-)
-with_surrogate = st.tuples(
-    st.text(max_size=20), st.characters(categories=["Cs"]), st.text(max_size=20)
-).map("".join)
-
-
 @given(
     batch=st.lists(texts, max_size=6),
-    bad=not_str | with_surrogate,
+    bad=bad_texts,
     pos=st.integers(0, 6),
     name=st.sampled_from(PRESETS),
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_input import bad_texts
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import canon_ref
@@ -290,22 +291,10 @@ def snapshot_of(c: ObservationClusterer) -> tuple[object, ...]:
     return (c.stats(), ids, [c.size(i) for i in ids], [c.prototype(i) for i in ids])
 
 
-not_str = (
-    st.none()
-    | st.integers()
-    | st.floats()
-    | st.binary(max_size=8)
-    | st.lists(st.text(max_size=3), max_size=2)
-)
-with_surrogate = st.tuples(
-    st.text(max_size=20), st.characters(categories=["Cs"]), st.text(max_size=20)
-).map("".join)
-
-
 @given(
     seen=observations,
     batch=observations,
-    bad=not_str | with_surrogate,
+    bad=bad_texts,
     pos=st.integers(0, 40),
     max_clusters=st.none() | st.integers(1, 3),
 )
