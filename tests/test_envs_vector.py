@@ -117,6 +117,21 @@ def test_ended_episodes_are_skipped(sokoban_vec: SleaVectorEnv) -> None:
     assert not infos["_won"][0] and infos["_won"][1:].all()
 
 
+def test_set_idle_skips_envs_until_reset(sokoban_vec: SleaVectorEnv) -> None:
+    sokoban_vec.reset(options=tasks(0, 1, 2, 3))
+    with pytest.raises(IndexError, match="out of range"):
+        sokoban_vec.set_idle([1, 4])
+    assert sokoban_vec.active.all()  # the failed call changed nothing
+    sokoban_vec.set_idle([1, 3])
+    assert list(sokoban_vec.active) == [True, False, True, False]
+    obs0 = sokoban_vec.step(["up"] * 4)[0]
+    obs, rewards, terminated, truncated, infos = sokoban_vec.step(["down"] * 4)
+    assert obs[1] == obs0[1] and obs[3] == obs0[3] and not infos["_won"][1]
+    assert rewards[1] == 0.0 and not terminated[1] and not truncated[1]
+    sokoban_vec.reset(options=tasks(0, 1, 2, 3))
+    assert sokoban_vec.active.all()
+
+
 def test_reset_mask_resets_only_selected_envs(sokoban_vec: SleaVectorEnv) -> None:
     _obs, _ = sokoban_vec.reset(options=tasks(0, 1, 2, 3))
     sokoban_vec.step(["up", "up", "up", "up"])

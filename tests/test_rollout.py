@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 
@@ -62,9 +63,17 @@ class FakeVec:
 
     def reset(self, seed=None, options=None):
         opts = options["env_options"]
-        for env, o in zip(self.envs, opts, strict=True):
-            env.length, env.room, env.done = o["length"], 0, False
-        return tuple(e.obs() for e in self.envs), self._batch([e.info() for e in self.envs])
+        mask = options.get("reset_mask", [True] * self.num_envs)
+        infos = []
+        for env, o, m in zip(self.envs, opts, mask, strict=True):
+            if m:
+                env.length, env.room, env.done = o["length"], 0, False
+            infos.append(env.info() if m else {})
+        return tuple(e.obs() for e in self.envs), self._batch(infos)
+
+    def set_idle(self, indices):
+        for i in indices:
+            self.envs[i].done = True
 
     def step(self, actions):
         obs, rew, term, trunc, infos = [], [], [], [], []
@@ -143,12 +152,12 @@ SPECS = [
 def _collect(policy, venv=None, **kw):
     venv = venv or FakeVec(6)
     kw.setdefault("generator", torch.Generator().manual_seed(0))
+    kw.setdefault("prompt", SETTINGS)
     return collect(
         policy,
         venv,
         SPECS,
         max_steps=6,
-        prompt=SETTINGS,
         clusterer=DictClusterer(),
         anchor_fn=key,
         action_key_fn=key,
@@ -259,10 +268,29 @@ def test_generate_mode_marks_unparsable_actions_invalid(policy: HFPolicy) -> Non
     assert all(len(e) == 6 and e.truncated for e in ro.episodes)
 
 
-def test_idle_envs_only_get_empty_actions(policy: HFPolicy) -> None:
+def test_envs_without_an_episode_stay_idle(policy: HFPolicy) -> None:
     venv = FakeVec(8)
+    venv.envs[7].done = False  # an episode left running by an earlier, truncated collection
     ro = _collect(policy, venv)
     assert len(ro.episodes) == 6 and all(r.text for r in ro.records)
+    assert venv.steps_taken == len(ro)  # the two spare envs were never stepped
+
+
+def test_mark_tried_lists_the_actions_taken_from_the_same_cluster(policy: HFPolicy) -> None:
+    settings = dataclasses.replace(SETTINGS, show_admissible=True, mark_tried=True)
+    ro = _collect(policy, prompt=settings)
+    marked = 0
+    row = 0
+    for e in ro.episodes:
+        for j, s in enumerate(e.steps):
+            text = policy.tokenizer.decode(list(ro.records[row].prompt_ids)).lower()
+            actions = text[text.rindex("actions:") :].split("\n")[0]
+            want = {p.action for p in e.steps[:j] if p.cluster_id == s.cluster_id}
+            for a in ("go east", "go west", "look"):
+                assert (f"{a} (tried)" in actions) == (a in want), (actions, want)
+            marked += len(want)
+            row += 1
+    assert marked > 0  # the random policy revisits states
 
 
 def test_bad_batch_size(policy: HFPolicy) -> None:

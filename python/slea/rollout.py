@@ -46,6 +46,9 @@ class PromptSettings:
     """Recent turns shown."""
     history_chars: int = 120
     """Characters kept of each past observation."""
+    mark_tried: bool = False
+    """In the listed actions, mark with ``(tried)`` those this episode already took from the
+    same observation cluster (needs ``show_admissible``)."""
     show_admissible: bool = False
     """List the admissible actions in the user message."""
     budget_tokens: int = 200
@@ -262,8 +265,12 @@ def collect(
         raise ValueError(f"need between 1 and {n_env} episodes for this vector env, got {n}")
     timer = _Timer()
     t = time.perf_counter()
-    options = [dict(s.options) for s in specs] + [dict(specs[0].options)] * (n_env - n)
-    obs_t, infos = venv.reset(seed=seed, options={"env_options": options})
+    options = [dict(s.options) for s in specs] + [None] * (n_env - n)
+    reset_opts: dict[str, Any] = {"env_options": options}
+    if n < n_env:  # envs without an episode stay idle: not reset, not stepped
+        reset_opts["reset_mask"] = np.arange(n_env) < n
+        venv.set_idle(range(n, n_env))
+    obs_t, infos = venv.reset(seed=seed, options=reset_opts)
     info = _unbatch(infos, n_env)
     t = timer.add("env", t)
     obs = [str(o) for o in obs_t]
@@ -273,6 +280,7 @@ def collect(
     won = [False] * n
     truncated = [False] * n
     history: list[list[Turn]] = [[] for _ in range(n)]
+    tried: list[dict[int, set[str]]] = [{} for _ in range(n)]
     steps: list[list[tuple[Step, ActionRecord]]] = [[] for _ in range(n)]
     choice = policy.mode == "choice"
     cascade = _Cascade()
@@ -290,7 +298,13 @@ def collect(
         anchors = [int(anchor_fn(x)) for x in texts]
         t = timer.add("clustering", t)
 
-        def make_prompt(i: int, experiences: Sequence[Any]) -> Any:
+        def make_prompt(
+            k: int,
+            experiences: Sequence[Any],
+            active: list[int] = active,
+            clusters: list[int] = clusters,
+        ) -> Any:
+            i = active[k]
             return build_prompt(
                 policy.encode_prompt,
                 policy.count_tokens,
@@ -299,7 +313,9 @@ def collect(
                 task=tasks[i],
                 history=history[i],
                 observation=obs[i],
-                admissible=admissible[i] if prompt.show_admissible else None,
+                admissible=_shown_actions(admissible[i], tried[i].get(clusters[k]))
+                if prompt.show_admissible
+                else None,
                 history_window=prompt.history_window,
                 history_chars=prompt.history_chars,
                 budget_tokens=prompt.budget_tokens,
@@ -309,7 +325,7 @@ def collect(
         agreed: dict[int, tuple[Any, ActionRecord]] = {}
         plain: list[Any] = []
         if retrieve is not None and consistency_k > 1 and not greedy:
-            plain = [make_prompt(i, ()) for i in active]
+            plain = [make_prompt(k, ()) for k in range(len(active))]
             adm = [admissible[i] for i in active] if choice else None
             agreed = cascade.check(policy, plain, adm, consistency_k, generator)
             t = timer.add("generation", t)
@@ -322,7 +338,7 @@ def collect(
                 found[k] = got
         t = timer.add("retrieval", t)
         prompts = [
-            agreed[k][0] if k in agreed else make_prompt(i, found[k]) for k, i in enumerate(active)
+            agreed[k][0] if k in agreed else make_prompt(k, found[k]) for k in range(len(active))
         ]
         if plain:
             used = [k for k in ask if found[k]]
@@ -368,6 +384,8 @@ def collect(
             )
             obs[i] = str(obs_t[i])
             history[i].append(Turn(rec.text, obs[i]))
+            if prompt.mark_tried:
+                tried[i].setdefault(clusters[k], set()).add(rec.text)
             admissible[i] = list(inf.get("admissible_actions", admissible[i]))
             won[i] = won[i] or bool(inf.get("won", False))
             if bool(terms[i]) or bool(truncs[i]):
@@ -382,6 +400,13 @@ def collect(
     if retrieve is not None and consistency_k > 1 and not greedy:
         out.cascade = cascade.summary()
     return out
+
+
+def _shown_actions(admissible: Sequence[str], tried: set[str] | None) -> Sequence[str]:
+    """The actions as listed in the prompt: those in ``tried`` get a ``(tried)`` mark."""
+    if not tried:
+        return admissible
+    return [f"{a} (tried)" if a in tried else a for a in admissible]
 
 
 def _assemble(

@@ -8,7 +8,8 @@ B tasks x G rollouts in lock-step and stops stepping an episode once it has ende
   any value, e.g. ``""``), and it returns its last observation, reward 0.0,
   ``terminated = truncated = False`` and no ``info`` entries (the info masks are False). So
   ``terminated``/``truncated`` are True exactly once per episode, on the step that ends it, and
-  ``venv.active`` tells which episodes still run.
+  ``venv.active`` tells which episodes still run. ``set_idle(indices)`` ends episodes on the
+  vector's side without stepping them (the collector idles the envs it has no episode for).
 * **Per-env tasks.** ``reset(seed=..., options={"env_options": [opts_0, ..., opts_{n-1}]})``
   resets env i with ``opts_i`` (e.g. ``{"task_id": 3}`` or ``{"game": path}``); other keys of
   ``options`` go to every env, and ``options={"reset_mask": mask}`` resets only the envs where
@@ -335,6 +336,18 @@ class SleaVectorEnv(VectorEnv[Any, Any, Any]):
     def active(self) -> np.ndarray:
         """Bool array ``(num_envs,)``: True where an episode is running (reset, not yet ended)."""
         return self._active.copy()
+
+    def set_idle(self, indices: Sequence[int]) -> None:
+        """Treat the episodes of these envs as ended: ``step`` skips them until their next reset.
+
+        The envs themselves are not touched. Raises ``IndexError`` for an index out of range
+        (and then changes nothing).
+        """
+        idx = [int(i) for i in indices]
+        bad = [i for i in idx if not 0 <= i < self.num_envs]
+        if bad:
+            raise IndexError(f"set_idle: env index {bad[0]} out of range 0..{self.num_envs - 1}")
+        self._active[idx] = False
 
     @property
     def worker_pids(self) -> list[int | None]:

@@ -211,6 +211,10 @@ class PromptConfig:
     """Each past observation in the history is cut to this many characters."""
     show_admissible: bool = False
     """List the admissible actions in the user message (generate mode always lists them)."""
+    mark_tried: bool = False
+    """Mark listed actions this episode already took from the same observation cluster with
+    ``(tried)``: a within-episode, cluster-keyed memory against loops (needs show_admissible).
+    The tiny random-initialised demo model does not learn to use it (benches/RESULTS.md)."""
     max_prompt_tokens: int = 768
     """Longest prompt; the oldest history is dropped first to fit."""
 
@@ -218,6 +222,11 @@ class PromptConfig:
         _check(self.history_window >= 0, "prompt.history_window", "must be >= 0")
         _check(self.history_chars >= 0, "prompt.history_chars", "must be >= 0")
         _check(self.max_prompt_tokens >= 16, "prompt.max_prompt_tokens", "must be >= 16")
+        _check(
+            self.show_admissible or not self.mark_tried,
+            "prompt.mark_tried",
+            "needs prompt.show_admissible: true (the marks go on the listed actions)",
+        )
 
 
 @dataclass(frozen=True)

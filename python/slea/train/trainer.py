@@ -566,6 +566,7 @@ class Trainer:
             rules=rules,
             history_window=cfg.prompt.history_window,
             history_chars=cfg.prompt.history_chars,
+            mark_tried=cfg.prompt.mark_tried,
             show_admissible=cfg.prompt.show_admissible or cfg.policy.mode == "generate",
             budget_tokens=cfg.retrieval.budget_tokens,
             max_prompt_tokens=cfg.prompt.max_prompt_tokens,
