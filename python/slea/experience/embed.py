@@ -138,17 +138,26 @@ class MiniLMEmbedder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.device = device
         self.batch_size = batch_size
-        path = str(pkg.get_model_path())
+        self._path = str(pkg.get_model_path())
+        # loaded on the first embed(): reading a library snapshot (reports, `slea library show`)
+        # needs the embedder's identity, not its weights
+        self._tok: Any = None
+        self._model: Any = None
+
+    def _load(self) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        self._tok: Any = AutoTokenizer.from_pretrained(path)
-        self._model: Any = AutoModel.from_pretrained(path).to(device).eval()
+        self._tok = AutoTokenizer.from_pretrained(self._path)
+        self._model = AutoModel.from_pretrained(self._path).to(self.device).eval()
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Embed ``texts``: float32 ``(len(texts), 384)``, unit rows."""
+        """Embed ``texts``: float32 ``(len(texts), 384)``, unit rows (the model loads on the
+        first call)."""
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._model is None:
+            self._load()
         import torch
 
         rows = []
