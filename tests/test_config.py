@@ -83,6 +83,7 @@ def test_yaml_round_trip_and_overrides(tmp_path) -> None:
         ("model.dtype=int8", r"model\.dtype"),
         ("library.k_strategy=-1", r"library: LibraryConfig\.k_strategy must be an int"),
         ("update=3", r"update: expected a mapping"),
+        ("advantage.revisit_penalty=-1", r"advantage\.revisit_penalty: must be >= 0"),
         ("prompt.mark_tried=true", r"prompt\.mark_tried: needs prompt\.show_admissible: true"),
         ("nonsense", r"must look like section\.key=value"),
         ("update.lr.x=1", r"update\.lr: expected a number"),

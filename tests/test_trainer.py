@@ -308,3 +308,26 @@ def test_resume_after_sigkill_gives_the_same_metrics(trained: Path, tmp_path: Pa
     b = _stable(read_metrics(killed / "metrics.jsonl"))
     assert [r["iteration"] for r in b if r["kind"] == "train"] == [1, 2, 3, 4]
     assert a == b
+
+
+def test_revisit_penalty_lowers_the_rewards_of_looping_steps() -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from slea.train.trainer import Trainer
+
+    rollout = SimpleNamespace(
+        group=np.zeros(4, np.int64),
+        episode=np.zeros(4, np.int64),
+        step=np.arange(4),
+        reward=np.array([0, 0, 0, 1], np.float32),
+        cluster=np.array([1, 2, 1, 3], np.uint64),  # step 1 goes back to cluster 1
+        anchor=np.array([1, 2, 1, 3], np.uint64),
+        invalid=np.zeros(4, bool),
+        action_key=np.arange(4, dtype=np.uint64),
+    )
+    tr = Trainer.__new__(Trainer)
+    for penalty, want in ((0.0, [0, 0, 0, 1]), (0.25, [0, -0.25, 0, 1])):
+        tr.config = TrainConfig.from_dict({}, [f"advantage.revisit_penalty={penalty}"])
+        assert np.allclose(tr._step_batch(rollout).reward, want)  # type: ignore[arg-type]

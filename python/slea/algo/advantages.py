@@ -286,6 +286,33 @@ def compute_advantages(
     return Advantages(adv, episode, step, ret)
 
 
+def revisits(
+    episode: Sequence[int] | npt.ArrayLike, cluster: Sequence[int] | npt.ArrayLike
+) -> npt.NDArray[np.bool_]:
+    """Per step row: True where the step's action led back to an observation cluster that its
+    episode had already seen (rows ordered by episode, then step, as a rollout gives them).
+
+    The last step of an episode has no next observation and is never a revisit. Used for
+    ``advantage.revisit_penalty``, a general penalty on loops (undoing a move, re-reading the
+    same screen).
+    """
+    ep = np.asarray(episode, dtype=np.int64)
+    cl = np.asarray(cluster).astype(np.uint64, copy=False)
+    if ep.shape != cl.shape or ep.ndim != 1:
+        raise ValueError(
+            f"episode and cluster must be 1-D of one length, got {ep.shape}, {cl.shape}"
+        )
+    out = np.zeros(len(ep), dtype=bool)
+    seen: set[int] = set()
+    for t in range(len(ep)):
+        if t == 0 or ep[t] != ep[t - 1]:
+            seen = set()
+        seen.add(int(cl[t]))
+        if t + 1 < len(ep) and ep[t + 1] == ep[t] and int(cl[t + 1]) in seen:
+            out[t] = True
+    return out
+
+
 def _sized(name: str, value: object) -> Sequence[Any]:
     if not isinstance(value, Sequence | np.ndarray):
         raise TypeError(f"{name}: expected a sequence, got {type(value).__name__}")
@@ -383,4 +410,4 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-__all__ = ["ESTIMATORS", "MODES", "Advantages", "StepBatch", "compute_advantages"]
+__all__ = ["ESTIMATORS", "MODES", "Advantages", "StepBatch", "compute_advantages", "revisits"]

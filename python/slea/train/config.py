@@ -295,6 +295,9 @@ class AdvantageConfig:
     """w in A = A_episode + w * A_step."""
     invalid_penalty: float = 0.1
     """Subtracted from the return of a step whose action was invalid."""
+    revisit_penalty: float = 0.0
+    """Subtracted from the reward of a step whose action led back to an observation cluster
+    the episode had already seen (a loop); 0 = off."""
 
     def __post_init__(self) -> None:
         _check(
@@ -309,6 +312,7 @@ class AdvantageConfig:
             "must be mean_norm or mean_std_norm",
         )
         _check(self.invalid_penalty >= 0, "advantage.invalid_penalty", "must be >= 0")
+        _check(self.revisit_penalty >= 0, "advantage.revisit_penalty", "must be >= 0")
 
 
 @dataclass(frozen=True)

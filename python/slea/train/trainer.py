@@ -476,11 +476,17 @@ class Trainer:
         from slea.algo.advantages import StepBatch
 
         key = rollout.cluster if self.config.advantage.estimator == "slea" else rollout.anchor
+        reward = rollout.reward
+        penalty = self.config.advantage.revisit_penalty
+        if penalty:
+            from slea.algo.advantages import revisits
+
+            reward = reward - np.float32(penalty) * revisits(rollout.episode, rollout.cluster)
         return StepBatch(
             rollout.group,
             rollout.episode,
             rollout.step,
-            rollout.reward,
+            reward,
             key,
             invalid=rollout.invalid,
             action_key=rollout.action_key,
