@@ -298,13 +298,7 @@ def collect(
         anchors = [int(anchor_fn(x)) for x in texts]
         t = timer.add("clustering", t)
 
-        def make_prompt(
-            k: int,
-            experiences: Sequence[Any],
-            active: list[int] = active,
-            clusters: list[int] = clusters,
-        ) -> Any:
-            i = active[k]
+        def make_prompt(i: int, cluster: int, experiences: Sequence[Any]) -> Any:
             return build_prompt(
                 policy.encode_prompt,
                 policy.count_tokens,
@@ -313,7 +307,7 @@ def collect(
                 task=tasks[i],
                 history=history[i],
                 observation=obs[i],
-                admissible=_shown_actions(admissible[i], tried[i].get(clusters[k]))
+                admissible=_shown_actions(admissible[i], tried[i].get(cluster))
                 if prompt.show_admissible
                 else None,
                 history_window=prompt.history_window,
@@ -325,7 +319,7 @@ def collect(
         agreed: dict[int, tuple[Any, ActionRecord]] = {}
         plain: list[Any] = []
         if retrieve is not None and consistency_k > 1 and not greedy:
-            plain = [make_prompt(k, ()) for k in range(len(active))]
+            plain = [make_prompt(i, clusters[k], ()) for k, i in enumerate(active)]
             adm = [admissible[i] for i in active] if choice else None
             agreed = cascade.check(policy, plain, adm, consistency_k, generator)
             t = timer.add("generation", t)
@@ -338,7 +332,8 @@ def collect(
                 found[k] = got
         t = timer.add("retrieval", t)
         prompts = [
-            agreed[k][0] if k in agreed else make_prompt(k, found[k]) for k in range(len(active))
+            agreed[k][0] if k in agreed else make_prompt(i, clusters[k], found[k])
+            for k, i in enumerate(active)
         ]
         if plain:
             used = [k for k in ask if found[k]]

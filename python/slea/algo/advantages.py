@@ -303,13 +303,15 @@ def revisits(
             f"episode and cluster must be 1-D of one length, got {ep.shape}, {cl.shape}"
         )
     out = np.zeros(len(ep), dtype=bool)
-    seen: set[int] = set()
-    for t in range(len(ep)):
-        if t == 0 or ep[t] != ep[t - 1]:
-            seen = set()
-        seen.add(int(cl[t]))
-        if t + 1 < len(ep) and ep[t + 1] == ep[t] and int(cl[t + 1]) in seen:
-            out[t] = True
+    if len(ep) < 2:
+        return out
+    # first row of each (episode, cluster) pair; rows are grouped by episode, so the next row
+    # revisits iff its pair first appeared at or before this row
+    pairs = np.stack([ep.view(np.uint64), cl], axis=1)
+    _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    first_seen = first[inverse.ravel()]
+    rows = np.arange(len(ep))
+    out[:-1] = (ep[1:] == ep[:-1]) & (first_seen[1:] <= rows[:-1])
     return out
 
 
