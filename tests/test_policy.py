@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -284,6 +286,17 @@ def test_generate_records_are_token_exact_and_parsed(policy: HFPolicy) -> None:
     stored = torch.tensor([lp for r in recs for lp in r.logprobs])
     again = gen_policy.unit_logprobs(list(recs))
     torch.testing.assert_close(again.detach(), stored, atol=1e-5, rtol=0)
+
+
+def test_choice_and_generate_raise_no_deprecation_warnings(policy: HFPolicy) -> None:
+    # transformers 5.24 renamed the cache argument (past_key_values -> cache) and warns on every
+    # call with the old name: thousands of warnings per training run
+    gen_policy = HFPolicy(policy.model, policy.tokenizer, mode="generate", max_new_tokens=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        policy.choose(_prompts(policy), ACTIONS, generator=torch.Generator().manual_seed(0))
+        gen_policy.generate(_prompts(policy), generator=torch.Generator().manual_seed(0))
 
 
 def test_unparsable_generation_is_an_invalid_action(policy: HFPolicy) -> None:

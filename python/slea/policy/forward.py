@@ -15,6 +15,7 @@ Every function takes token ids (no text), so what is scored is exactly what was 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,21 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: Any):  # type:
     mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids, mask, pos
+
+
+@functools.cache
+def _cache_name() -> str:
+    """The name of the key/value cache argument and output field: ``cache`` from transformers
+    5.24 on (``past_key_values`` still works there, with a deprecation warning per call)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    fields = getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+    return "cache" if "cache" in fields else "past_key_values"
+
+
+def _cache_of(out: Any) -> Any:
+    """The key/value cache a forward pass returned."""
+    return getattr(out, _cache_name())
 
 
 def _prompt_pass(model: Any, ids: Any, mask: Any, pos: Any) -> Any:
@@ -127,8 +143,8 @@ def candidate_scores(
             input_ids=inp,
             attention_mask=mask4d,
             position_ids=mask.sum(-1, keepdim=True) + off,
-            past_key_values=out.past_key_values,
             use_cache=True,
+            **{_cache_name(): _cache_of(out)},
         )
         tgt = torch.tensor(target, device=device)
         lp = torch.log_softmax(cout.logits.float(), dim=-1).gather(2, tgt[..., None])[..., 0]
@@ -411,7 +427,7 @@ def sample_tokens(
     active = torch.arange(len(prompts), device=device)
     with torch.no_grad():
         out = _prompt_pass(model, ids, mask, pos)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        cache, logits = _cache_of(out), out.logits[:, -1]
         next_pos = mask.sum(-1)
         for _ in range(max_new_tokens):
             logp = torch.log_softmax(logits.float() / temperature, dim=-1)
@@ -436,10 +452,10 @@ def sample_tokens(
                 input_ids=tok[:, None],
                 attention_mask=mask,
                 position_ids=next_pos[:, None],
-                past_key_values=cache,
                 use_cache=True,
+                **{_cache_name(): cache},
             )
-            cache, logits = out.past_key_values, out.logits[:, -1]
+            cache, logits = _cache_of(out), out.logits[:, -1]
             next_pos = next_pos + 1
     return list(zip(out_ids, out_lp, strict=True))
 
