@@ -28,6 +28,10 @@ BENCHES: dict[str, tuple[str, str]] = {
     "library": ("benches.library", "experience-library retrieval latency and memory"),
     "envs": ("benches.envs", "environment steps per second, single and vectorised"),
     "learning": ("benches.learning", "grpo vs gigpo vs slea learning curves on TextWorld"),
+    "probe": (
+        "benches.probe",
+        "supervised probe: can the demo model learn coin collector's middle-room decision?",
+    ),
     "evolve": ("benches.evolve", "cost of one evolution step (without the LLM call)"),
 }
 
