@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import random
 import time
 from pathlib import Path
@@ -38,13 +39,13 @@ BASE = ROOT / "examples" / "configs" / "textworld_cpu.yaml"
 
 def _decision_steps(trainer: Any, split: str, rounds: int, seed: int) -> list[Any]:
     """Middle-room steps of ``rounds`` x G sampled episodes per game of ``split``, labelled."""
-    import gymnasium as gym
     import torch
 
     from slea.rollout import EpisodeSpec
 
     policy = trainer.policy
     tasks = trainer._tasks(split)
+    games = trainer.games[split]
     group = trainer.config.rollout.group_size
     per_wave = max(1, trainer.venv.num_envs // group)
     venv = trainer.venv if split == "train" else trainer._eval_venv(split, per_wave * group)
@@ -59,47 +60,44 @@ def _decision_steps(trainer: Any, split: str, rounds: int, seed: int) -> list[An
             ]
             gen = torch.Generator().manual_seed(seed * 1000 + r * 100 + lo)
             ro = trainer._collect(specs, venv, trainer.clusterer, None, generator=gen, seed=lo)
-            games = trainer.games[split]
             for row, rec in enumerate(ro.records):
                 names = [policy.tokenizer.decode(list(c[:-1])).strip() for c in rec.candidates]
                 moves = [n for n in names if n.startswith("go ")]
                 if len(moves) != 2 or any(n.startswith("take") for n in names):
                     continue
                 game = games[int(wave[int(ro.group[row])][1]["task_id"])]
-                label = _walkthrough(gym, str(game))[1]
+                label = _walkthrough(game)[1]
                 if label in names:
                     labelled.append(dataclasses.replace(rec, index=names.index(label)))
     return labelled
 
 
-_WALKS: dict[str, list[str]] = {}
+@functools.cache
+def _walkthrough(game: Path) -> list[str]:
+    """The game's walkthrough, read from the .json written beside its .z8."""
+    import textworld
 
-
-def _walkthrough(gym: Any, game: str) -> list[str]:
-    if game not in _WALKS:
-        env = gym.make("slea/TextWorld-v0", games=[game])
-        _, info = env.reset(seed=0)
-        _WALKS[game] = list(info["walkthrough"])
-        env.close()
-    return _WALKS[game]
+    return list(textworld.Game.load(str(game.with_suffix(".json"))).walkthrough)
 
 
 def _accuracy(policy: Any, steps: list[Any], chunk: int = 64) -> float:
     """Fraction of steps whose highest-scoring action is the label (greedy play's choice)."""
     import torch
 
+    from slea.policy.forward import candidate_scores
+
     hits = 0
     with torch.no_grad():
         for lo in range(0, len(steps), chunk):
             part = steps[lo : lo + chunk]
-            alts = [dataclasses.replace(r, index=k) for r in part for k in range(len(r.candidates))]
-            scores = policy.unit_logprobs(alts).tolist()
-            at = 0
-            for rec in part:
-                n = len(rec.candidates)
-                row = scores[at : at + n]
-                hits += int(max(range(n), key=row.__getitem__) == rec.index)
-                at += n
+            scores = candidate_scores(
+                policy.model,
+                [r.prompt_ids for r in part],
+                [r.candidates for r in part],
+                policy.pad_id,
+            )
+            for rec, row in zip(part, scores.split([len(r.candidates) for r in part]), strict=True):
+                hits += int(int(row.argmax()) == rec.index)
     return hits / max(len(steps), 1)
 
 
