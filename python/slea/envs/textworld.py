@@ -340,6 +340,8 @@ _REFUSED_TEXT = "That command is not available. Enter one short game action at a
 
 
 def _refused(norm: str) -> bool:
+    if "\\" in norm:  # dumb-frotz reads a backslash line as its own command, then hangs
+        return True
     words = norm.replace(".", " . ").replace(";", " ; ").split()
     return bool(words) and (
         words[0] in _META_COMMANDS or "." in words or ";" in words or "then" in words[1:]
