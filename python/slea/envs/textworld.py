@@ -340,7 +340,9 @@ _REFUSED_TEXT = "That command is not available. Enter one short game action at a
 
 
 def _refused(norm: str) -> bool:
-    if "\\" in norm:  # dumb-frotz reads a backslash line as its own command, then hangs
+    # dumb-frotz takes a line starting with a backslash as its own command (\help, ...) and the
+    # env then waits forever; no game command has a backslash, so refuse one anywhere.
+    if "\\" in norm:
         return True
     words = norm.replace(".", " . ").replace(";", " ; ").split()
     return bool(words) and (
