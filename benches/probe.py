@@ -41,10 +41,13 @@ def _decision_steps(trainer: Any, split: str, rounds: int, seed: int) -> list[An
     """Middle-room steps of ``rounds`` x G sampled episodes per game of ``split``, labelled."""
     import torch
 
+    from slea.envs.textworld import compass_map
     from slea.rollout import EpisodeSpec
 
     policy = trainer.policy
     tasks = trainer._tasks(split)
+    augment = split == "train" and trainer.config.env.games.compass_augment
+    rng = random.Random(seed)
     games = trainer.games[split]
     group = trainer.config.rollout.group_size
     per_wave = max(1, trainer.venv.num_envs // group)
@@ -53,6 +56,8 @@ def _decision_steps(trainer: Any, split: str, rounds: int, seed: int) -> list[An
     for r in range(rounds):
         for lo in range(0, len(tasks), per_wave):
             wave = tasks[lo : lo + per_wave]
+            if augment:  # a random compass symmetry per task, as the trainer draws them
+                wave = [(n, {**o, "compass": rng.randrange(8)}) for n, o in wave]
             specs = [
                 EpisodeSpec(group=g, options=opts, task_id=name)
                 for g, (name, opts) in enumerate(wave)
@@ -66,7 +71,9 @@ def _decision_steps(trainer: Any, split: str, rounds: int, seed: int) -> list[An
                 if len(moves) != 2 or any(n.startswith("take") for n in names):
                     continue
                 game = games[int(wave[int(ro.group[row])][1]["task_id"])]
-                label = _walkthrough(game)[1]
+                label = compass_map(
+                    _walkthrough(game)[1], wave[int(ro.group[row])][1].get("compass", 0)
+                )
                 if label in names:
                     labelled.append(dataclasses.replace(rec, index=names.index(label)))
     return labelled
@@ -141,7 +148,9 @@ def main(argv: list[str]) -> int:
         if not train or not test:
             raise SystemExit("no middle-room steps found (is this a coin-collector level-3 set?)")
         policy = trainer.policy
-        opt = torch.optim.AdamW(policy.trainable_parameters(), lr=args.lr, weight_decay=0.0)
+        opt = torch.optim.AdamW(
+            policy.trainable_parameters(), lr=args.lr, weight_decay=cfg.update.weight_decay
+        )
         rows = [
             {"step": 0, "train_acc": _accuracy(policy, train), "test_acc": _accuracy(policy, test)}
         ]
@@ -155,7 +164,7 @@ def main(argv: list[str]) -> int:
                 rows.append(
                     {
                         "step": step,
-                        "loss": round(float(loss), 4),
+                        "loss": round(float(loss.detach()), 4),
                         "train_acc": _accuracy(policy, train),
                         "test_acc": _accuracy(policy, test),
                     }

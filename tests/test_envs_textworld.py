@@ -7,13 +7,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gymnasium
+import hypothesis.strategies as st
 import pytest
 from conftest_envs import coin_games, games_cache, play, treasure_game
+from hypothesis import given
 
 pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
 
 from slea.envs.textworld import (
+    COMPASS,
     TextWorldEnv,
+    compass_inverse,
+    compass_map,
     game_seed,
     make_games,
     resolve_games,
@@ -177,6 +182,69 @@ def test_reset_by_game_path_and_switching(tw_games: dict[str, list[Path]]) -> No
     assert terminated and total == 1.0
     d = env.reset(options={"task_id": 1})
     assert d[0] == a[0]
+
+
+# -- compass symmetries --------------------------------------------------------------------------
+def test_compass_maps_are_the_eight_symmetries() -> None:
+    images = {tuple(compass_map(" ".join(COMPASS), k).split()) for k in range(8)}
+    assert len(images) == 8  # all distinct permutations
+    assert compass_map("north east south west", 1) == "east south west north"  # a quarter turn
+    assert compass_map("north east south west", 4) == "north west south east"  # east <-> west
+    for k in range(8):  # opposite directions stay opposite: the map is a symmetry of the compass
+        for i, d in enumerate(COMPASS):
+            back = COMPASS[(i + 2) % 4]
+            assert compass_map(back, k) == COMPASS[(COMPASS.index(compass_map(d, k)) + 2) % 4]
+        for j in range(8):  # closed under composition
+            composed = compass_map(compass_map(" ".join(COMPASS), k), j)
+            assert tuple(composed.split()) in images
+
+
+def test_compass_map_keeps_case_and_other_words() -> None:
+    text = "Go East. NORTH exit; the northern wing, westward, Western; north-east"
+    assert (
+        compass_map(text, 1)
+        == "Go South. EAST exit; the northern wing, westward, Western; east-south"
+    )
+    assert compass_map(text, 0) is text
+
+
+@given(
+    st.text(alphabet=st.sampled_from(list("northeswNORTHESW -.,\n\u00e9")), max_size=60),
+    st.integers(0, 7),
+)
+def test_compass_inverse_undoes_the_map(text: str, k: int) -> None:
+    assert compass_map(compass_map(text, k), compass_inverse(k)) == text
+    assert compass_inverse(compass_inverse(k)) == k
+
+
+def test_compass_option_maps_the_texts_and_the_actions(tw_games: dict[str, list[Path]]) -> None:
+    env = TextWorldEnv(tw_games["train"])
+    obs0, info0 = env.reset(options={"task_id": 1})
+    assert info0["compass"] == 0
+    for k in range(1, 8):
+        obs, info = env.reset(options={"task_id": 1, "compass": k})
+        assert info["compass"] == k
+        assert obs == compass_map(obs0, k) and info["task"] == compass_map(info0["task"], k)
+        assert info["walkthrough"] == [compass_map(a, k) for a in info0["walkthrough"]]
+        assert info["admissible_actions"] == [
+            compass_map(a, k) for a in info0["admissible_actions"]
+        ]
+        assert info["state_key"] == info0["state_key"]  # the same game underneath
+        first = info["walkthrough"][0]
+        if first != info0["walkthrough"][0]:  # the unmapped move is not the way out any more
+            _, _, _, _, bad = env.step(info0["walkthrough"][0])
+            assert bad["invalid_action"] and bad["state_key"] == info0["state_key"]
+        total, terminated, _ = play(env, info["walkthrough"])
+        assert terminated and total == 1.0
+    obs, info = env.reset(options={"task_id": 1})  # the next reset plays the game as it is
+    assert obs == obs0 and info["compass"] == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 8, 1.0, True, "1"])
+def test_compass_option_validates(tw_games: dict[str, list[Path]], bad: object) -> None:
+    env = TextWorldEnv(tw_games["train"])
+    with pytest.raises(ValueError, match="compass"):
+        env.reset(options={"task_id": 0, "compass": bad})
 
 
 # A line starting with a backslash is a dumb-frotz command; sent to the game it hung the env (a

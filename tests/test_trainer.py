@@ -331,3 +331,40 @@ def test_revisit_penalty_lowers_the_rewards_of_looping_steps() -> None:
     for penalty, want in ((0.0, [0, 0, 0, 1]), (0.25, [0, -0.25, 0, 1])):
         tr.config = TrainConfig.from_dict({}, [f"advantage.revisit_penalty={penalty}"])
         assert np.allclose(tr._step_batch(rollout).reward, want)  # type: ignore[arg-type]
+
+
+def test_compass_augment_draws_one_symmetry_per_group() -> None:
+    import numpy as np
+
+    from slea.train.trainer import Trainer
+
+    tr = Trainer.__new__(Trainer)
+    tr.games = {"train": [Path(f"train-{i:04d}.z8") for i in range(5)]}
+    seen = set()
+    for augment in (False, True):
+        tr.config = TrainConfig.from_dict(
+            {},
+            [
+                "env.id=slea/TextWorld-v0",
+                f"env.games.compass_augment={str(augment).lower()}",
+                "rollout.tasks_per_iteration=4",
+                "rollout.group_size=3",
+            ],
+        )
+        for seed in range(10):
+            tr.task_rng = np.random.default_rng(seed)
+            specs = tr._sample_specs()
+            assert len(specs) == 12
+            for g in range(4):
+                group = specs[3 * g : 3 * g + 3]
+                assert len({s.task_id for s in group}) == 1
+                assert len({tuple(sorted(s.options.items())) for s in group}) == 1
+                opts = group[0].options
+                assert 0 <= opts["task_id"] < 5
+                if augment:
+                    k = opts["compass"]
+                    assert group[0].task_id.endswith(f"@compass{k}")
+                    seen.add(k)
+                else:
+                    assert "compass" not in opts and "@" not in group[0].task_id
+    assert seen == set(range(8))

@@ -14,8 +14,16 @@ current room's description when the feedback does not already show it
 inventories are read with a side-effect-free look/inventory on the interpreter and cached per
 ground-truth state, so they cost almost nothing after the first visit.
 
+``reset(options={"compass": k})`` (``0 <= k < 8``) plays the game under one of the eight
+symmetries of the compass (``k < 4``: rotate north -> east -> south -> west ``k`` times; ``k >= 4``:
+a reflection): every ``north``/``east``/``south``/``west`` in the texts the env returns (objective,
+observations, admissible actions, walkthrough) is mapped, and actions are mapped back before they
+reach the game. The game is the same; the words that name its exits change. Training on random
+symmetries keeps a small model from tying each game to fixed direction words (see
+``env.games.compass_augment``).
+
 ``info`` adds to the common contract (see :mod:`slea.envs.base`): ``game`` (path of the game
-file), ``lost``. ``state_key`` is built from the game's facts:
+file), ``lost``, ``compass``. ``state_key`` is built from the game's facts:
 ``room: <room> | sees: <things in view, with states> | carries: <inventory>``.
 """
 
@@ -45,6 +53,9 @@ KINDS: dict[str, str] = {
 #: Valid levels per kind (inclusive bounds). For cooking the level is the recipe size.
 LEVELS: dict[str, tuple[int, int]] = {"coin": (1, 300), "treasure": (1, 30), "cooking": (1, 5)}
 SPLITS = ("train", "valid", "test")
+#: Compass words, in clockwise order; the symmetries of ``compass_map`` permute them.
+COMPASS = ("north", "east", "south", "west")
+_COMPASS_WORD = re.compile(r"\b(north|east|south|west)\b", re.I)
 _COOKING_KEYS = frozenset({"recipe", "take", "go", "open", "cook", "cut", "drop", "recipe_seed"})
 _GAME_CACHE_SIZE = 256
 
@@ -350,6 +361,38 @@ def _refused(norm: str) -> bool:
     )
 
 
+def _compass_perm(k: int) -> tuple[int, ...]:
+    return tuple((i + k) % 4 if k < 4 else (k - i) % 4 for i in range(4))
+
+
+def compass_inverse(k: int) -> int:
+    """The symmetry that undoes symmetry ``k`` of :func:`compass_map`."""
+    perm = _compass_perm(k)
+    inv = tuple(perm.index(i) for i in range(4))
+    return next(j for j in range(8) if _compass_perm(j) == inv)
+
+
+def compass_map(text: str, k: int) -> str:
+    """``text`` with each whole word north/east/south/west replaced under compass symmetry ``k``.
+
+    ``k`` in ``0..3`` rotates clockwise ``k`` quarter turns (1: north -> east, east -> south, ...);
+    ``k`` in ``4..7`` reflects (4: east <-> west, north and south kept). Case is kept (``East`` ->
+    ``South``); words that merely contain a direction (``northern``) are left alone.
+    """
+    if k == 0:
+        return text
+    perm = _compass_perm(k)
+
+    def swap(m: re.Match[str]) -> str:
+        word = m.group(0)
+        new = COMPASS[perm[COMPASS.index(word.lower())]]
+        if word.isupper():
+            return new.upper()
+        return new.capitalize() if word[0].isupper() else new
+
+    return _COMPASS_WORD.sub(swap, text)
+
+
 def _split_key(state_key: str) -> tuple[str, str]:
     room, _, rest = state_key.partition(" | carries: ")
     return room, rest
@@ -407,7 +450,7 @@ class TextWorldEnv(TextEnv):
     TextWorld game file. Without options the seeded RNG picks a game.
     """
 
-    reset_option_keys = ("task_id", "game")
+    reset_option_keys = ("task_id", "game", "compass")
 
     def __init__(
         self,
@@ -432,6 +475,8 @@ class TextWorldEnv(TextEnv):
         self._cache: OrderedDict[str, _GameCache] = OrderedDict()
         self._data: _GameCache | None = None
         self._admissible: frozenset[str] = frozenset()
+        self._compass = 0
+        self._compass_back = 0
 
     @property
     def num_tasks(self) -> int:
@@ -446,20 +491,25 @@ class TextWorldEnv(TextEnv):
         game = Path(options["game"]) if "game" in options else self.games[task_id]
         if "game" in options:
             resolve_games([game])  # validate an ad-hoc game file
+        compass = options.get("compass", 0)
+        if isinstance(compass, bool) or not isinstance(compass, int) or not 0 <= compass < 8:
+            raise ValueError(f"options['compass'] must be an int in [0, 8), got {compass!r}")
         self._load(game)
         self.task_id = task_id
+        self._compass, self._compass_back = compass, compass_inverse(compass)
         state = self._tw.reset()
-        self.task = str(state["objective"] or "").strip()
+        task = str(state["objective"] or "").strip()
+        self.task = compass_map(task, compass)
         self.max_score = float(state["max_score"] or 1)
         walkthrough = state.get("extra.walkthrough")
-        self.walkthrough = list(walkthrough) if walkthrough else None
+        self.walkthrough = [compass_map(a, compass) for a in walkthrough] if walkthrough else None
         text = clean_text(state["feedback"])
-        if self.task and self.task in text:  # drop the ASCII-art banner before the objective
-            text = text[text.index(self.task) :]
+        if task and task in text:  # drop the ASCII-art banner before the objective
+            text = text[text.index(task) :]
         return self._transition(state, text, invalid=False)
 
     def _step_action(self, action: str) -> Transition:
-        command = " ".join(action.split())
+        command = compass_map(" ".join(action.split()), self._compass_back)
         norm = normalize_command(command)
         if norm not in self._admissible and (_refused(norm) or len(command.encode()) > 190):
             # Interpreter commands (restart, undo, save, ...) and several commands in one line
@@ -496,15 +546,16 @@ class TextWorldEnv(TextEnv):
                 inv = self._peek(self._data.inventories, inv_key, "inventory")
                 if inv and inv not in text:
                     text = f"{text}\n\n{inv}" if text else inv
+        k = self._compass
         return Transition(
-            observation=text,
+            observation=compass_map(text, k),
             score=float(state["score"] or 0),
             won=won,
             lost=lost,
             invalid=invalid,
-            admissible=admissible,
+            admissible=[compass_map(a, k) for a in admissible] if k else admissible,
             state_key=key,
-            extra={"game": str(self._game), "lost": lost},
+            extra={"game": str(self._game), "lost": lost, "compass": k},
         )
 
     def _peek(self, cache: dict[str, str], key: str, command: str) -> str:

@@ -157,6 +157,11 @@ class GamesConfig:
     """Seed of the first training game; test games use seeds after the training ones."""
     cache_dir: str = ""
     """Where generated games are cached (empty = <run dir>/../.games, shared between runs)."""
+    compass_augment: bool = False
+    """Play each training task under a random one of the 8 compass symmetries (rotations and
+    reflections of north/east/south/west in every text; the map is the same). Breaks the tie
+    between a training game and fixed direction words that a small model otherwise memorises;
+    evaluation plays the games as they are."""
 
     def __post_init__(self) -> None:
         _check(self.train >= 1, "env.games.train", f"must be >= 1, got {self.train}")

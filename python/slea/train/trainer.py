@@ -554,9 +554,17 @@ class Trainer:
         picks = self.task_rng.choice(
             len(tasks), size=r.tasks_per_iteration, replace=r.tasks_per_iteration > len(tasks)
         )
+        chosen = [tasks[int(t)] for t in picks]
+        if self.config.env.games.compass_augment and self.config.env.id == setup.TEXTWORLD:
+            # one symmetry per group: the G rollouts of a task play the same variant
+            turns = self.task_rng.integers(8, size=len(chosen))
+            chosen = [
+                (f"{name}@compass{int(k)}", {**opts, "compass": int(k)})
+                for (name, opts), k in zip(chosen, turns, strict=True)
+            ]
         return [
-            EpisodeSpec(group=b, options=tasks[int(t)][1], task_id=tasks[int(t)][0])
-            for b, t in enumerate(picks)
+            EpisodeSpec(group=b, options=opts, task_id=name)
+            for b, (name, opts) in enumerate(chosen)
             for _ in range(r.group_size)
         ]
 
