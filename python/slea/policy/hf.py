@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -475,7 +476,12 @@ def apply_lora(model: Any, spec: LoraSpec) -> Any:
         target_modules=list(spec.target_modules),
         task_type="CAUSAL_LM",
     )
-    return peft.get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft reads model.is_gradient_checkpointing, which transformers 5 deprecates: not ours
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        return peft.get_peft_model(model, config)
 
 
 __all__ = [
