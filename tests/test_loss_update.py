@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -112,3 +113,30 @@ def test_bad_advantages() -> None:
         update_policy(policy, opt, records, bad, cfg)
     with pytest.raises(ValueError, match="trainable"):
         make_optimizer([], cfg)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
+def test_scheduled_lr_runs_from_lr_to_the_final_ratio(schedule: str) -> None:
+    from slea.algo.update import scheduled_lr
+    from slea.train.config import UpdateConfig
+
+    cfg = UpdateConfig(lr=2e-3, lr_schedule=schedule, lr_final_ratio=0.25)
+    lrs = [scheduled_lr(cfg, p / 10) for p in range(11)]
+    assert lrs[0] == pytest.approx(2e-3)
+    assert lrs[-1] == pytest.approx(2e-3 if schedule == "constant" else 5e-4)
+    assert all(a >= b for a, b in itertools.pairwise(lrs))  # never increases
+    if schedule == "linear":
+        assert lrs[5] == pytest.approx(1.25e-3)
+    if schedule == "cosine":
+        assert lrs[5] == pytest.approx(1.25e-3) and lrs[2] > 1.25e-3 + 0.3 * (2e-3 - 1.25e-3)
+    assert scheduled_lr(cfg, -1.0) == lrs[0] and scheduled_lr(cfg, 7.0) == lrs[-1]  # clamped
+
+
+def test_lr_schedule_is_validated() -> None:
+    from slea.errors import ConfigError
+    from slea.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"update\.lr_schedule.*constant, linear, cosine"):
+        TrainConfig.from_dict({}, ["update.lr_schedule=step"])
+    with pytest.raises(ConfigError, match=r"update\.lr_final_ratio"):
+        TrainConfig.from_dict({}, ["update.lr_final_ratio=1.5"])

@@ -127,6 +127,8 @@ def test_metrics_have_the_timing_breakdown_and_evals(trained: Path) -> None:
         )
         assert 0 <= t["overhead_fraction"] < 1
         assert r["update"]["units"] > 0 and r["rollout"]["steps"] > 0
+    # the linear schedule of the tiny config: 1e-3 at the first update, 1e-4 at the last
+    assert [r["update"]["lr"] for r in train] == pytest.approx([1e-3, 7e-4, 4e-4, 1e-4])
     assert evals[0]["test_sampled"]["episodes"] == 1 and evals[-1]["test_greedy"]["episodes"] == 1
 
 

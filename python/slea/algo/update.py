@@ -16,6 +16,7 @@ size, because DDP averages while the token-mean needs the sum over ranks.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,17 @@ def make_optimizer(params: Sequence[Any], cfg: UpdateConfig) -> torch.optim.Opti
     return torch.optim.AdamW(
         params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
     )
+
+
+def scheduled_lr(cfg: UpdateConfig, progress: float) -> float:
+    """Learning rate of ``cfg.lr_schedule`` at ``progress`` in [0, 1] (0 = first update)."""
+    p = min(max(float(progress), 0.0), 1.0)
+    final = cfg.lr * cfg.lr_final_ratio
+    if cfg.lr_schedule == "linear":
+        return cfg.lr + (final - cfg.lr) * p
+    if cfg.lr_schedule == "cosine":
+        return final + (cfg.lr - final) * 0.5 * (1.0 + math.cos(math.pi * p))
+    return cfg.lr
 
 
 def _world() -> tuple[int, int]:

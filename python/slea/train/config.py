@@ -320,12 +320,21 @@ class AdvantageConfig:
         _check(self.revisit_penalty >= 0, "advantage.revisit_penalty", "must be >= 0")
 
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
 @dataclass(frozen=True)
 class UpdateConfig:
     """PPO-clip + KL update (slea.algo.update)."""
 
     lr: float = 1e-3
-    """AdamW learning rate."""
+    """AdamW learning rate (the peak, with a schedule)."""
+    lr_schedule: str = "constant"
+    """constant, linear or cosine: decay from ``lr`` at the first iteration to
+    ``lr * lr_final_ratio`` at ``train.iterations`` (progress is measured in env steps when only
+    ``train.max_env_steps`` bounds the run)."""
+    lr_final_ratio: float = 0.1
+    """Learning rate at the end of a linear or cosine schedule, as a fraction of ``lr``."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     beta1: float = 0.9
@@ -347,6 +356,12 @@ class UpdateConfig:
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "update.lr", f"must be > 0, got {self.lr}")
+        _check(
+            self.lr_schedule in LR_SCHEDULES,
+            "update.lr_schedule",
+            f"must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}",
+        )
+        _check(0 <= self.lr_final_ratio <= 1, "update.lr_final_ratio", "must be in [0, 1]")
         _check(self.weight_decay >= 0, "update.weight_decay", "must be >= 0")
         _check(
             0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "update.beta1", "betas must be in [0, 1)"

@@ -495,12 +495,26 @@ class Trainer:
     def _update(self, records: list[Any], advantages: np.ndarray) -> dict[str, float]:
         if self.world > 1:
             setup.broadcast([self.iteration, records, advantages])
-        return self._run_update(self.iteration, records, advantages).to_dict()
+        stats = self._run_update(self.iteration, records, advantages).to_dict()
+        stats["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        return stats
+
+    def _lr_progress(self, iteration: int) -> float:
+        """Where ``iteration`` sits in the run, in [0, 1], for the learning-rate schedule."""
+        loop = self.config.train
+        if loop.iterations:
+            return (iteration - 1) / max(loop.iterations - 1, 1)
+        if loop.max_env_steps:
+            return self.env_steps / loop.max_env_steps
+        return 0.0
 
     def _run_update(self, iteration: int, records: list[Any], advantages: np.ndarray) -> Any:
         """The PPO update of ``iteration`` (the same call on every rank)."""
-        from slea.algo.update import update_policy
+        from slea.algo.update import scheduled_lr, update_policy
 
+        lr = scheduled_lr(self.config.update, self._lr_progress(iteration))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         return update_policy(
             self.policy,
             self.optimizer,
