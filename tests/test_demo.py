@@ -23,6 +23,7 @@ def test_demo_config_is_the_issue_setup() -> None:
     assert cfg.model.path == "" and cfg.policy.mode == "choice"  # tiny model, choice mode
     assert (cfg.env.id, cfg.env.games.kind, cfg.env.games.level) == ("slea/TextWorld-v0", "coin", 3)
     assert 32 <= cfg.env.games.train <= 64 and cfg.env.games.test >= 16
+    assert cfg.env.games.compass_augment  # the 48 games are not memorised (RESULTS.md)
     assert cfg.prompt.history_window > 0
     assert cfg.advantage.estimator == "slea" and cfg.retrieval.enabled
     assert (cfg.retrieval.warmup, cfg.retrieval.min_library, cfg.retrieval.budget_tokens) == (
@@ -65,6 +66,6 @@ def test_demo_learns(tmp_path: Path) -> None:
     trained = {k: v["trained"]["success"] for k, v in summary["success"].items()}
     untrained = {k: v["untrained"]["success"] for k, v in summary["success"].items()}
     assert trained["test_sampled"] >= 0.9 > untrained["test_sampled"]
-    # The issue's goal for greedy play is >= 0.8; seed 0 measures 0.75-0.81 between iterations 40
-    # and 60 (benches/RESULTS.md, "learning"), so this checks that greedy play clearly learned.
-    assert trained["test_greedy"] >= 0.5 > untrained["test_greedy"]
+    # The issue's goal; seed 0 measures 1.00 at iterations 40 and 80 (benches/RESULTS.md,
+    # "learning"). Other seeds do not all get there (seed 1: 0.50), see the same section.
+    assert trained["test_greedy"] >= 0.8 > untrained["test_greedy"]
