@@ -67,7 +67,7 @@ def test_yaml_round_trip_and_overrides(tmp_path) -> None:
     [
         (
             "update.lrr=1",
-            r"update\.lrr: unknown key \(did you mean 'lr'\?\); valid keys in update: lr, weight_decay",
+            r"update\.lrr: unknown key \(did you mean 'lr'\?\); valid keys in update: lr, lr_schedule, lr_final_ratio, weight_decay",
         ),
         (
             "updte.lr=1",
