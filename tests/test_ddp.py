@@ -132,4 +132,6 @@ def test_torchrun_training_run_updates_on_both_ranks(tmp_path) -> None:
     assert [r["iteration"] for r in train] == [1, 2, 3, 4]
     for r in train:  # every row was taken by one of the two ranks (stats are summed over ranks)
         assert r["update"]["units"] == r["rollout"]["steps"]
+    # the tiny config's linear schedule; rank 0 sends each update's lr to the follower
+    assert [r["update"]["lr"] for r in train] == pytest.approx([1e-3, 7e-4, 4e-4, 1e-4])
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["iter_2", "iter_4"]

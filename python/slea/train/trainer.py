@@ -493,10 +493,14 @@ class Trainer:
         )
 
     def _update(self, records: list[Any], advantages: np.ndarray) -> dict[str, float]:
+        from slea.algo.update import scheduled_lr
+
+        # rank 0 owns the run's progress (env steps); followers get the lr with the batch
+        lr = scheduled_lr(self.config.update, self._lr_progress(self.iteration))
         if self.world > 1:
-            setup.broadcast([self.iteration, records, advantages])
-        stats = self._run_update(self.iteration, records, advantages).to_dict()
-        stats["lr"] = float(self.optimizer.param_groups[0]["lr"])
+            setup.broadcast([self.iteration, records, advantages, lr])
+        stats = self._run_update(self.iteration, records, advantages, lr).to_dict()
+        stats["lr"] = lr
         return stats
 
     def _lr_progress(self, iteration: int) -> float:
@@ -508,11 +512,12 @@ class Trainer:
             return self.env_steps / loop.max_env_steps
         return 0.0
 
-    def _run_update(self, iteration: int, records: list[Any], advantages: np.ndarray) -> Any:
-        """The PPO update of ``iteration`` (the same call on every rank)."""
-        from slea.algo.update import scheduled_lr, update_policy
+    def _run_update(
+        self, iteration: int, records: list[Any], advantages: np.ndarray, lr: float
+    ) -> Any:
+        """The PPO update of ``iteration`` at learning rate ``lr`` (the same call on every rank)."""
+        from slea.algo.update import update_policy
 
-        lr = scheduled_lr(self.config.update, self._lr_progress(iteration))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return update_policy(
@@ -537,8 +542,8 @@ class Trainer:
             payload = setup.broadcast(None)
             if payload is None:
                 return {}
-            iteration, records, advantages = payload
-            self._run_update(iteration, records, advantages)
+            iteration, records, advantages, lr = payload
+            self._run_update(iteration, records, advantages, lr)
 
     def _stop_followers(self) -> None:
         if self.world > 1:
