@@ -366,10 +366,9 @@ def _compass_perm(k: int) -> tuple[int, ...]:
 
 
 def compass_inverse(k: int) -> int:
-    """The symmetry that undoes symmetry ``k`` of :func:`compass_map`."""
-    perm = _compass_perm(k)
-    inv = tuple(perm.index(i) for i in range(4))
-    return next(j for j in range(8) if _compass_perm(j) == inv)
+    """The symmetry that undoes symmetry ``k`` of :func:`compass_map` (reflections undo
+    themselves; a rotation by ``k`` quarter turns is undone by ``4 - k``)."""
+    return k if k >= 4 else (4 - k) % 4
 
 
 def compass_map(text: str, k: int) -> str:
@@ -476,7 +475,6 @@ class TextWorldEnv(TextEnv):
         self._data: _GameCache | None = None
         self._admissible: frozenset[str] = frozenset()
         self._compass = 0
-        self._compass_back = 0
 
     @property
     def num_tasks(self) -> int:
@@ -496,7 +494,7 @@ class TextWorldEnv(TextEnv):
             raise ValueError(f"options['compass'] must be an int in [0, 8), got {compass!r}")
         self._load(game)
         self.task_id = task_id
-        self._compass, self._compass_back = compass, compass_inverse(compass)
+        self._compass = compass
         state = self._tw.reset()
         task = str(state["objective"] or "").strip()
         self.task = compass_map(task, compass)
@@ -509,7 +507,7 @@ class TextWorldEnv(TextEnv):
         return self._transition(state, text, invalid=False)
 
     def _step_action(self, action: str) -> Transition:
-        command = compass_map(" ".join(action.split()), self._compass_back)
+        command = compass_map(" ".join(action.split()), compass_inverse(self._compass))
         norm = normalize_command(command)
         if norm not in self._admissible and (_refused(norm) or len(command.encode()) > 190):
             # Interpreter commands (restart, undo, save, ...) and several commands in one line
