@@ -370,6 +370,23 @@ fn outcomes_and_ema() {
 }
 
 #[test]
+fn snapshot_keeps_every_score_bit() {
+    // EMA scores are arbitrary f64s; their shortest decimal must parse back to the same bits
+    // (serde_json's default float parser is off by one ulp on values like this one).
+    let mut p = params(2, 1);
+    p.ema_alpha = Some(0.3);
+    let mut lib = Library::new(p).unwrap();
+    lib.admit(vec![s("t0", 2.0, 0)], 0).unwrap();
+    lib.record_outcome(&[1], false, None, true).unwrap();
+    lib.record_outcome(&[1], false, None, true).unwrap();
+    let score = lib.get(1).unwrap().score;
+    let b = lib.to_snapshot_bytes().unwrap();
+    let back = Library::from_snapshot_bytes(&b).unwrap();
+    assert_eq!(back.get(1).unwrap().score.to_bits(), score.to_bits());
+    assert_eq!(back.to_snapshot_bytes().unwrap(), b);
+}
+
+#[test]
 fn snapshot_round_trip_and_corruption() {
     let mut lib = Library::new(params(3, 3)).unwrap();
     let mut c = cand("x", Zone::Strategy, Level::Example, 1.0, 0);
