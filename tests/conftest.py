@@ -19,4 +19,10 @@ settings.register_profile(
     "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("dev", max_examples=30, deadline=None)
+# .ci/run selects "pinned": the same examples on every run, so a landing never fails by chance
+# (proptest gets PROPTEST_RNG_SEED there). "stress" is the exploratory run to do by hand.
+settings.register_profile("pinned", parent=settings.get_profile("ci"), derandomize=True)
+settings.register_profile(
+    "stress", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck)
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
