@@ -230,6 +230,22 @@ def test_corrupted_checkpoint_is_refused_and_kept(trained: Path, tmp_path: Path)
     assert after == snapshot and (run_dir / "metrics.jsonl").read_bytes() == metrics
 
 
+def test_env_step_budget_stops_the_run_and_drives_the_lr_schedule(tmp_path: Path) -> None:
+    """With max_env_steps far below the iteration budget, the run stops once the env steps are
+    spent, and the linear schedule decays by the env steps' fraction (the one further along)."""
+    from slea.train.trainer import Trainer
+
+    run_dir = tmp_path / "budget"
+    cfg = tiny_config(run_dir, "train.iterations=1000", "train.max_env_steps=70")
+    Trainer(cfg).fit()
+    train = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train"]
+    steps = [r["env_steps"] for r in train]
+    assert len(train) >= 2 and steps[-1] >= 70 and all(s < 70 for s in steps[:-1])
+    expected = [1e-3 + (1e-4 - 1e-3) * min(s / 70, 1.0) for s in steps]
+    assert [r["update"]["lr"] for r in train] == pytest.approx(expected)
+    assert train[-1]["update"]["lr"] == pytest.approx(1e-4)  # not 1e-3: iterations barely moved
+
+
 def test_bad_input_errors_name_the_fix(trained: Path, tmp_path: Path) -> None:
     from slea.train.trainer import Trainer
 

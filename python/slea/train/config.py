@@ -331,8 +331,9 @@ class UpdateConfig:
     """AdamW learning rate (the peak, with a schedule)."""
     lr_schedule: str = "constant"
     """constant, linear or cosine: decay from ``lr`` at the first iteration to
-    ``lr * lr_final_ratio`` at ``train.iterations`` (progress is measured in env steps when only
-    ``train.max_env_steps`` bounds the run)."""
+    ``lr * lr_final_ratio`` at the end of the run: progress is the iteration's fraction of
+    ``train.iterations`` or the env steps' fraction of ``train.max_env_steps``, whichever is
+    further along (the run stops at whichever budget is spent first)."""
     lr_final_ratio: float = 0.1
     """Learning rate at the end of a linear or cosine schedule, as a fraction of ``lr``."""
     weight_decay: float = 0.0

@@ -505,12 +505,15 @@ class Trainer:
 
     def _lr_progress(self, iteration: int) -> float:
         """Where ``iteration`` sits in the run, in [0, 1], for the learning-rate schedule."""
+        # the run ends at whichever budget is spent first, so the schedule follows the one that
+        # is further along (a bench with iterations=100000 and max_env_steps=6000 still decays)
         loop = self.config.train
+        fractions = []
         if loop.iterations:
-            return (iteration - 1) / max(loop.iterations - 1, 1)
+            fractions.append((iteration - 1) / max(loop.iterations - 1, 1))
         if loop.max_env_steps:
-            return self.env_steps / loop.max_env_steps
-        return 0.0
+            fractions.append(self.env_steps / loop.max_env_steps)
+        return max(fractions, default=0.0)
 
     def _run_update(
         self, iteration: int, records: list[Any], advantages: np.ndarray, lr: float
