@@ -240,11 +240,18 @@ def test_compass_option_maps_the_texts_and_the_actions(tw_games: dict[str, list[
     assert obs == obs0 and info["compass"] == 0
 
 
-@pytest.mark.parametrize("bad", [-1, 8, 1.0, True, "1"])
-def test_compass_option_validates(tw_games: dict[str, list[Path]], bad: object) -> None:
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [(-1, ValueError), (8, ValueError), (1.0, TypeError), (True, TypeError), ("1", TypeError)],
+)
+def test_compass_option_validates(
+    tw_games: dict[str, list[Path]], bad: object, error: type[Exception]
+) -> None:
     env = TextWorldEnv(tw_games["train"])
-    with pytest.raises(ValueError, match="compass"):
+    with pytest.raises(error, match="compass"):
         env.reset(options={"task_id": 0, "compass": bad})
+    _, info = env.reset(options={"task_id": 0})  # the failed reset left the env usable
+    assert info["compass"] == 0
 
 
 # A line starting with a backslash is a dumb-frotz command; sent to the game it hung the env (a

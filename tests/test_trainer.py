@@ -257,8 +257,12 @@ def test_bad_input_errors_name_the_fix(trained: Path, tmp_path: Path) -> None:
         Trainer(tiny_config(tmp_path / "b", f"model.path={tmp_path / 'no-model'}"))
     with pytest.raises(ConfigError, match=r"env\.games: level for kind='coin' must be"):
         Trainer(tiny_config(tmp_path / "c", "env.games.level=1000"))
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
-    assert not (tmp_path / "c").exists()  # a failed start leaves no half-made run behind
+    with pytest.raises(ConfigError, match=r"env\.games\.compass_augment: only slea/TextWorld-v0"):
+        Trainer(
+            tiny_config(tmp_path / "d", "env.id=slea/Sokoban-v0", "env.games.compass_augment=true")
+        )
+    # a failed start leaves no half-made run behind
+    assert not any((tmp_path / name).exists() for name in "abcd")
     with pytest.raises(
         ConfigError, match=r"already holds a run; resume it with `slea train --resume"
     ):

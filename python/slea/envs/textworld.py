@@ -490,7 +490,9 @@ class TextWorldEnv(TextEnv):
         if "game" in options:
             resolve_games([game])  # validate an ad-hoc game file
         compass = options.get("compass", 0)
-        if isinstance(compass, bool) or not isinstance(compass, int) or not 0 <= compass < 8:
+        if isinstance(compass, bool) or not isinstance(compass, int):
+            raise TypeError(f"options['compass'] must be an int in [0, 8), got {compass!r}")
+        if not 0 <= compass < 8:
             raise ValueError(f"options['compass'] must be an int in [0, 8), got {compass!r}")
         self._load(game)
         self.task_id = task_id

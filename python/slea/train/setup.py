@@ -97,6 +97,11 @@ def open_run(run_dir: str | os.PathLike[str]) -> tuple[TrainConfig, Path | None]
 def make_games(cfg: TrainConfig) -> dict[str, list[Path]]:
     """Train and test game files for TextWorld (generated once, then cached); {} for other envs."""
     if cfg.env.id != TEXTWORLD:
+        if cfg.env.games.compass_augment:
+            raise ConfigError(
+                f"env.games.compass_augment: only {TEXTWORLD} has compass symmetries "
+                f"(env.id is {cfg.env.id!r}); set it to false"
+            )
         return {}
     from slea.envs.textworld import make_splits
 
