@@ -161,7 +161,7 @@ class GamesConfig:
     """Play each training task under a random one of the 8 compass symmetries (rotations and
     reflections of north/east/south/west in every text; the map is the same). Breaks the tie
     between a training game and fixed direction words that a small model otherwise memorises;
-    evaluation plays the games as they are."""
+    evaluation plays the games as they are. TextWorld only (a ConfigError for other envs)."""
 
     def __post_init__(self) -> None:
         _check(self.train >= 1, "env.games.train", f"must be >= 1, got {self.train}")
