@@ -496,21 +496,21 @@ class Trainer:
         from slea.algo.update import scheduled_lr
 
         # rank 0 owns the run's progress (env steps); followers get the lr with the batch
-        lr = scheduled_lr(self.config.update, self._lr_progress(self.iteration))
+        lr = scheduled_lr(self.config.update, self._lr_progress())
         if self.world > 1:
             setup.broadcast([self.iteration, records, advantages, lr])
         stats = self._run_update(self.iteration, records, advantages, lr).to_dict()
         stats["lr"] = lr
         return stats
 
-    def _lr_progress(self, iteration: int) -> float:
-        """Where ``iteration`` sits in the run, in [0, 1], for the learning-rate schedule."""
+    def _lr_progress(self) -> float:
+        """Where the current iteration sits in the run, in [0, 1], for the learning-rate schedule."""
         # the run ends at whichever budget is spent first, so the schedule follows the one that
         # is further along (a bench with iterations=100000 and max_env_steps=6000 still decays)
         loop = self.config.train
         fractions = []
         if loop.iterations:
-            fractions.append((iteration - 1) / max(loop.iterations - 1, 1))
+            fractions.append((self.iteration - 1) / max(loop.iterations - 1, 1))
         if loop.max_env_steps:
             fractions.append(self.env_steps / loop.max_env_steps)
         return max(fractions, default=0.0)
