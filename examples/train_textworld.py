@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import slea
-from slea.train.cli_train import format_summary
+from slea.cli.train import format_summary
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "textworld_cpu.yaml"
 

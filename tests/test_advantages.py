@@ -230,30 +230,3 @@ def test_singleton_groups_match_reference(estimator, mode):
     # The one-row group (episode 0) passes its raw score at the episode level.
     row = int(np.flatnonzero(columns["episode"] == 0)[0])
     assert got.episode_advantage[row] == pytest.approx(1.5, rel=2e-6)
-
-
-def test_revisits_flags_steps_that_lead_back() -> None:
-    from slea.algo.advantages import revisits
-
-    # episode 7: A -> B -> A -> C ; episode 8: A -> A (looked) -> B
-    episode = [7, 7, 7, 7, 8, 8, 8]
-    cluster = [1, 2, 1, 3, 1, 1, 2]
-    assert revisits(episode, cluster).tolist() == [False, True, False, False, True, False, False]
-    assert revisits([], []).tolist() == []
-    with pytest.raises(ValueError, match="one length"):
-        revisits([1, 2], [1])
-
-
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), max_size=40))
-def test_revisits_matches_a_direct_definition(rows) -> None:
-    from slea.algo.advantages import revisits
-
-    rows = sorted(rows, key=lambda r: r[0])  # grouped by episode, steps in list order
-    episode = [r[0] for r in rows]
-    cluster = [r[1] for r in rows]
-    want = []
-    for t, (e, _c) in enumerate(rows):
-        start = next(i for i in range(t + 1) if episode[i] == e)
-        nxt = t + 1 < len(rows) and episode[t + 1] == e and cluster[t + 1] in cluster[start : t + 1]
-        want.append(bool(nxt))
-    assert revisits(episode, cluster).tolist() == want

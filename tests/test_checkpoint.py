@@ -8,8 +8,8 @@ import os
 import pytest
 
 from slea.errors import SnapshotError
-from slea.train.checkpoint import CheckpointManager, atomic_write_text
-from slea.train.logging import MetricsLogger, flatten, read_metrics, truncate_metrics
+from slea.rundir import CheckpointManager, atomic_write_text, read_metrics, truncate_metrics
+from slea.train.logging import MetricsLogger, flatten
 
 
 def _writer(payload: str):

@@ -104,7 +104,7 @@ def test_torchrun_training_run_updates_on_both_ranks(tmp_path) -> None:
     pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
     from conftest_envs import games_cache
 
-    from slea.train.logging import read_metrics
+    from slea.rundir import read_metrics
 
     root = Path(__file__).resolve().parents[1]
     run_dir = tmp_path / "ddp"

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from slea.engine import ActionRecord, Engine, Learner  # noqa: E402
 from slea.experience.prompt import (  # noqa: E402
     Turn,
     build_prompt,
@@ -276,21 +277,52 @@ def test_envs_without_an_episode_stay_idle(policy: HFPolicy) -> None:
     assert venv.steps_taken == len(ro)  # the two spare envs were never stepped
 
 
-def test_mark_tried_lists_the_actions_taken_from_the_same_cluster(policy: HFPolicy) -> None:
-    settings = dataclasses.replace(SETTINGS, show_admissible=True, mark_tried=True)
-    ro = _collect(policy, prompt=settings)
-    marked = 0
-    row = 0
-    for e in ro.episodes:
-        for j, s in enumerate(e.steps):
-            text = policy.tokenizer.decode(list(ro.records[row].prompt_ids)).lower()
-            actions = text[text.rindex("actions:") :].split("\n")[0]
-            want = {p.action for p in e.steps[:j] if p.cluster_id == s.cluster_id}
-            for a in ("go east", "go west", "look"):
-                assert (f"{a} (tried)" in actions) == (a in want), (actions, want)
-            marked += len(want)
-            row += 1
-    assert marked > 0  # the random policy revisits states
+def test_show_admissible_lists_the_actions_of_the_step(policy: HFPolicy) -> None:
+    ro = _collect(policy, prompt=dataclasses.replace(SETTINGS, show_admissible=True))
+    for rec, adm in zip(
+        ro.records, (s.admissible for e in ro.episodes for s in e.steps), strict=True
+    ):
+        text = policy.tokenizer.decode(list(rec.prompt_ids)).lower()
+        assert text[text.rindex("actions:") :].split("\n")[0] == "actions: " + " | ".join(adm)
+
+
+def test_the_rollout_needs_only_the_engine_protocol(policy: HFPolicy) -> None:
+    class Echo:  # an engine that is not an HFPolicy: always the first admissible action
+        mode = "choice"
+        version = 0
+
+        def encode_prompt(self, messages):
+            return [len(m["content"]) % 97 for m in messages]
+
+        def count_tokens(self, text):
+            return len(text.split())
+
+        def act(self, prompts, admissible=None, *, greedy=False, generator=None):
+            assert admissible is not None and len(admissible) == len(prompts)
+            return [
+                ActionRecord(tuple(p), (1,), (0.0,), candidates=((1,),), index=0, text=a[0])
+                for p, a in zip(prompts, admissible, strict=True)
+            ]
+
+        def sync(self, learner, version):
+            self.version = version
+
+    engine = Echo()
+    assert isinstance(engine, Engine) and isinstance(policy, Engine)
+    ro = _collect(engine)
+    assert {r.text for r in ro.records} == {"go east"} and all(e.won for e in ro.episodes)
+
+
+def test_in_process_engine_sync_records_the_version(policy: HFPolicy) -> None:
+    fresh = HFPolicy(policy.model, policy.tokenizer)
+    assert isinstance(fresh, Learner) and fresh.version == 0
+    fresh.sync(fresh, 3)
+    assert fresh.version == 3
+    with pytest.raises(ValueError, match="older than the current 3"):
+        fresh.sync(fresh, 2)
+    with pytest.raises(ValueError, match="learner: an HFPolicy acts with its own weights"):
+        fresh.sync(policy, 4)
+    assert fresh.version == 3
 
 
 def test_bad_batch_size(policy: HFPolicy) -> None:

@@ -22,8 +22,8 @@ pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not ins
 from conftest_envs import games_cache
 
 from slea.errors import ConfigError, EnvError, SleaError, SnapshotError
+from slea.rundir import read_metrics
 from slea.train.config import TrainConfig
-from slea.train.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "examples" / "configs" / "textworld_tiny_test.yaml"
@@ -332,50 +332,18 @@ def test_resume_after_sigkill_gives_the_same_metrics(trained: Path, tmp_path: Pa
     assert a == b
 
 
-def test_revisit_penalty_lowers_the_rewards_of_looping_steps() -> None:
-    from types import SimpleNamespace
-
-    import numpy as np
-
-    from slea.train.trainer import Trainer
-
-    rollout = SimpleNamespace(
-        group=np.zeros(4, np.int64),
-        episode=np.zeros(4, np.int64),
-        step=np.arange(4),
-        reward=np.array([0, 0, 0, 1], np.float32),
-        cluster=np.array([1, 2, 1, 3], np.uint64),  # step 1 goes back to cluster 1
-        anchor=np.array([1, 2, 1, 3], np.uint64),
-        invalid=np.zeros(4, bool),
-        action_key=np.arange(4, dtype=np.uint64),
-    )
-    tr = Trainer.__new__(Trainer)
-    for penalty, want in ((0.0, [0, 0, 0, 1]), (0.25, [0, -0.25, 0, 1])):
-        tr.config = TrainConfig.from_dict({}, [f"advantage.revisit_penalty={penalty}"])
-        assert np.allclose(tr._step_batch(rollout).reward, want)  # type: ignore[arg-type]
-
-
 def test_compass_augment_draws_one_symmetry_per_group() -> None:
     import numpy as np
 
-    from slea.train.trainer import Trainer
+    from slea.envs.tasks import TextWorldTasks
+    from slea.train.trainer import sample_episodes
 
-    tr = Trainer.__new__(Trainer)
-    tr.games = {"train": [Path(f"train-{i:04d}.z8") for i in range(5)]}
+    games = {"train": [Path(f"train-{i:04d}.z8") for i in range(5)]}
     seen = set()
     for augment in (False, True):
-        tr.config = TrainConfig.from_dict(
-            {},
-            [
-                "env.id=slea/TextWorld-v0",
-                f"env.games.compass_augment={str(augment).lower()}",
-                "rollout.tasks_per_iteration=4",
-                "rollout.group_size=3",
-            ],
-        )
+        tasks = TextWorldTasks(games, compass_augment=augment)
         for seed in range(10):
-            tr.task_rng = np.random.default_rng(seed)
-            specs = tr._sample_specs()
+            specs = sample_episodes(tasks, 4, 3, np.random.default_rng(seed))
             assert len(specs) == 12
             for g in range(4):
                 group = specs[3 * g : 3 * g + 3]

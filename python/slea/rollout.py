@@ -8,9 +8,9 @@ At every step, for every episode still running::
     action = policy.act(prompt)                           # token ids and old log-probs kept
     observation, reward, ... = env.step(action)
 
-One batched policy call per step covers all running episodes; finished episodes stop generating.
+One batched engine call per step covers all running episodes; finished episodes stop acting.
 The same function runs evaluation (``greedy=True`` or sampled), so training and evaluation see
-exactly the same prompts.
+exactly the same prompts. The policy is any :class:`slea.engine.Engine`.
 
 The vector env follows slea's ``SleaVectorEnv`` contract: no autoreset; ``reset(seed=...,
 options={"env_options": [...]})`` sets each env's task; ``step`` ignores envs whose episode ended;
@@ -27,13 +27,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from slea.experience.prompt import Turn, build_prompt
+from slea.algo.advantages import StepBatch
+from slea.engine import ActionRecord, Engine
+from slea.envs.vector import unbatch_infos
+from slea.experience.prompt import Prompt, Turn, build_prompt
 from slea.trajectory import Episode, Step
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
+    from slea.clustering import ObservationClusterer
+    from slea.envs.vector import SleaVectorEnv
 
-    from slea.policy.hf import ActionRecord, HFPolicy
+Retrieve = Callable[[Sequence[int], Sequence[str]], Sequence[Sequence[Any]]]
+"""``(cluster_ids, observations) -> experiences per step`` (e.g. ``library.retrieve_batch``)."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,6 @@ class PromptSettings:
     """Recent turns shown."""
     history_chars: int = 120
     """Characters kept of each past observation."""
-    mark_tried: bool = False
-    """In the listed actions, mark with ``(tried)`` those this episode already took from the
-    same observation cluster (needs ``show_admissible``)."""
     show_admissible: bool = False
     """List the admissible actions in the user message."""
     budget_tokens: int = 200
@@ -84,11 +86,6 @@ class Rollout:
         invalid: bool column, the action was not understood or could not be parsed.
         retrieved: per row, the ids of the experiences shown.
         timing: seconds spent per phase (generation, env, clustering, retrieval, prompt).
-        cascade: self-consistency cascade counters (empty when it is off): ``checked`` steps,
-            ``skipped`` retrievals (the k samples agreed), ``samples`` drawn, ``sample_prompt_tokens``
-            (prompt tokens the k samples cost), ``saved_prompt_tokens`` (estimate of the experience
-            tokens not put into prompts: skipped steps x the mean experience tokens of the steps
-            that did retrieve).
     """
 
     episodes: list[Episode]
@@ -103,7 +100,6 @@ class Rollout:
     invalid: np.ndarray
     retrieved: list[tuple[int, ...]]
     timing: dict[str, float] = field(default_factory=dict)
-    cascade: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -117,6 +113,21 @@ class Rollout:
     def mean_return(self) -> float:
         """Mean total reward per episode."""
         return float(np.mean([e.total_reward for e in self.episodes])) if self.episodes else 0.0
+
+    def step_batch(self, key: str = "cluster") -> StepBatch:
+        """The step rows as the advantage estimators take them, grouped by ``key``: ``cluster``
+        (observation clusters, SLEA's step groups) or ``anchor`` (exact states, GiGPO's)."""
+        if key not in ("cluster", "anchor"):
+            raise ValueError(f"key must be 'cluster' or 'anchor', got {key!r}")
+        return StepBatch(
+            self.group,
+            self.episode,
+            self.step,
+            self.reward,
+            self.cluster if key == "cluster" else self.anchor,
+            invalid=self.invalid,
+            action_key=self.action_key,
+        )
 
     def stats(self) -> dict[str, float]:
         """Summary numbers for the metrics."""
@@ -132,7 +143,6 @@ class Rollout:
             "invalid_fraction": float(self.invalid.sum()) / n,
             "retrieval_fraction": sum(1 for r in self.retrieved if r) / n,
             "experiences_per_step": sum(len(r) for r in self.retrieved) / n,
-            **{f"cascade_{k}": v for k, v in self.cascade.items()},
         }
 
 
@@ -146,275 +156,205 @@ class _Timer:
         return now
 
 
-def _unbatch(infos: Mapping[str, Any], n: int) -> list[dict[str, Any]]:
-    """gymnasium's dict-of-arrays infos (with ``_key`` masks) -> one dict per env."""
-    out: list[dict[str, Any]] = [{} for _ in range(n)]
-    for key, values in infos.items():
-        if key.startswith("_"):
-            continue
-        if isinstance(values, Mapping):
-            for i, d in enumerate(_unbatch(values, n)):
-                if d:
-                    out[i][key] = d
-            continue
-        mask = infos.get(f"_{key}")
-        for i in range(n):
-            if mask is None or bool(mask[i]):
-                out[i][key] = values[i]
-    return out
+@dataclass
+class _Episodes:
+    """What a rollout tracks per episode while the episodes run (index ``i`` = episode ``i``)."""
 
+    observation: list[str]
+    task: list[str]
+    admissible: list[list[str]]
+    alive: list[bool]
+    won: list[bool]
+    truncated: list[bool]
+    history: list[list[Turn]]
+    steps: list[list[tuple[Step, ActionRecord]]]
 
-class _Cascade:
-    """Self-consistency cascade: skip retrieval where the policy is already sure.
-
-    ``check`` samples ``k`` actions per step on the prompt without experiences (one batched
-    ``act`` call); the steps whose ``k`` actions all agree keep that prompt and the first sample
-    (its record is token-exact for that prompt) and skip retrieval. ``measure`` records how many
-    prompt tokens the experiences added where retrieval did happen, to estimate what the skipped
-    steps saved.
-    """
-
-    def __init__(self) -> None:
-        self.checked = self.skipped = self.samples = self.sample_tokens = 0
-        self.exp_tokens = self.exp_steps = 0
-
-    def check(
-        self,
-        policy: HFPolicy,
-        plain: Sequence[Any],
-        admissible: Sequence[Sequence[str]] | None,
-        k: int,
-        generator: torch.Generator | None,
-    ) -> dict[int, tuple[Any, ActionRecord]]:
-        m = len(plain)
-        recs = policy.act(
-            [p.ids for p in plain] * k,
-            list(admissible) * k if admissible is not None else None,
-            greedy=False,
-            generator=generator,
+    @classmethod
+    def start(cls, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]) -> _Episodes:
+        n = len(observations)
+        return cls(
+            observation=list(observations),
+            task=[str(info.get("task", "")) for info in infos],
+            admissible=[list(info.get("admissible_actions", ())) for info in infos],
+            alive=[True] * n,
+            won=[False] * n,
+            truncated=[False] * n,
+            history=[[] for _ in range(n)],
+            steps=[[] for _ in range(n)],
         )
-        self.checked += m
-        self.samples += m * k
-        self.sample_tokens += k * sum(len(p.ids) for p in plain)
-        out = {}
-        for j in range(m):
-            if len({recs[r * m + j].text for r in range(k)}) == 1:
-                out[j] = (plain[j], recs[j])
-        self.skipped += len(out)
-        return out
 
-    def measure(self, prompts: Sequence[Any], plain: Sequence[Any]) -> None:
-        """Prompt-length differences of the steps that retrieved (with vs without experiences)."""
-        for p, q in zip(prompts, plain, strict=True):
-            self.exp_tokens += max(0, len(p.ids) - len(q.ids))
-            self.exp_steps += 1
-
-    def summary(self) -> dict[str, float]:
-        mean = self.exp_tokens / self.exp_steps if self.exp_steps else 0.0
-        return {
-            "checked": float(self.checked),
-            "skipped": float(self.skipped),
-            "samples": float(self.samples),
-            "sample_prompt_tokens": float(self.sample_tokens),
-            "saved_prompt_tokens": self.skipped * mean,
-        }
+    def active(self, choice: bool) -> list[int]:
+        """Episodes still running; in choice mode one with no admissible action ends, truncated."""
+        if choice:
+            for i, alive in enumerate(self.alive):
+                if alive and not self.admissible[i]:
+                    self.alive[i], self.truncated[i] = False, True
+        return [i for i, alive in enumerate(self.alive) if alive]
 
 
 def collect(
-    policy: HFPolicy,
-    venv: Any,
+    engine: Engine,
+    venv: SleaVectorEnv,
     specs: Sequence[EpisodeSpec],
     *,
     max_steps: int,
     prompt: PromptSettings,
-    clusterer: Any,
+    clusterer: ObservationClusterer,
     anchor_fn: Callable[[str], int],
     action_key_fn: Callable[[str], int],
-    retrieve: Callable[[Sequence[int], Sequence[str]], list[list[Any]]] | None = None,
-    generator: torch.Generator | None = None,
+    retrieve: Retrieve | None = None,
+    generator: Any = None,
     greedy: bool = False,
     iteration: int = 0,
     first_episode_id: int = 0,
     seed: int | None = None,
-    consistency_k: int = 0,
 ) -> Rollout:
     """Play ``specs`` (at most ``venv.num_envs`` episodes) in lock-step; return the rollout.
 
+    Every step has five phases, timed separately: observe (cluster ids and exact anchors),
+    retrieve (experiences per cluster), prompt (render within the budgets), act (one batched
+    engine call for all running episodes) and env (one vector-env step).
+
     Args:
-        policy: acts on the prompts (choice mode uses the env's admissible actions).
+        engine: acts on the prompts (choice mode uses the env's admissible actions).
         venv: a slea vector env with at least ``len(specs)`` envs (extra envs stay idle).
         specs: the episodes: task group and reset options of each.
         max_steps: step limit per episode (an episode cut here is marked truncated).
         prompt: prompt layout.
-        clusterer: has ``assign_batch(list[str]) -> array of cluster ids``.
+        clusterer: assigns observation cluster ids (``assign_batch``).
         anchor_fn: exact key of an observation (e.g. ``slea.structural_hash``).
         action_key_fn: key of an action text (SALT transitions).
-        retrieve: ``(cluster_ids, observations) -> experiences per step``; None = no retrieval.
-        generator: torch RNG for action sampling.
+        retrieve: experiences per step from cluster ids and observations; None = no retrieval.
+        generator: the engine's random source (a ``torch.Generator`` in process).
         greedy: take the most likely action instead of sampling.
         iteration: recorded in the episodes.
         first_episode_id: id of the first episode; the others follow.
         seed: reset seed of the vector env (env i gets ``seed + i``).
-        consistency_k: self-consistency cascade (0 or 1 = off; sampled rollouts only): sample
-            ``k`` actions on the prompt without experiences; where all ``k`` agree, take the first
-            and skip retrieval for that step; elsewhere retrieve and act as usual.
     """
     n_env = int(venv.num_envs)
-    n = len(specs)
-    if not 0 < n <= n_env:
-        raise ValueError(f"need between 1 and {n_env} episodes for this vector env, got {n}")
+    if not 0 < len(specs) <= n_env:
+        raise ValueError(
+            f"need between 1 and {n_env} episodes for this vector env, got {len(specs)}"
+        )
     timer = _Timer()
     t = time.perf_counter()
+    state = _reset(venv, specs, seed)
+    timer.add("env", t)
+    choice = engine.mode == "choice"
+    for step_index in range(max_steps):
+        active = state.active(choice)
+        if not active:
+            break
+        # observe: cluster ids (retrieval, SLEA step groups) and exact anchors (GiGPO)
+        t = time.perf_counter()
+        texts = [state.observation[i] for i in active]
+        clusters = [int(c) for c in clusterer.assign_batch(texts)]
+        anchors = [int(anchor_fn(x)) for x in texts]
+        t = timer.add("clustering", t)
+        # retrieve: the experiences of each step's cluster
+        found = retrieve(clusters, texts) if retrieve is not None else [()] * len(active)
+        t = timer.add("retrieval", t)
+        # prompt: rules + experiences, task, history window, observation
+        prompts = [_prompt(engine, state, i, found[k], prompt) for k, i in enumerate(active)]
+        t = timer.add("prompt", t)
+        # act: one batched engine call
+        records = engine.act(
+            [p.ids for p in prompts],
+            [state.admissible[i] for i in active] if choice else None,
+            greedy=greedy,
+            generator=generator,
+        )
+        t = timer.add("generation", t)
+        # env: one vector step; the step limit ends what is still running
+        _step_envs(venv, state, active, records, prompts, clusters, anchors)
+        if step_index == max_steps - 1:
+            for i in active:
+                if state.alive[i]:
+                    state.alive[i], state.truncated[i] = False, True
+        timer.add("env", t)
+    return _assemble(specs, state, iteration, first_episode_id, action_key_fn, timer)
+
+
+def _reset(venv: SleaVectorEnv, specs: Sequence[EpisodeSpec], seed: int | None) -> _Episodes:
+    """Reset the first ``len(specs)`` envs with the episodes' options; the rest stay idle."""
+    n_env, n = int(venv.num_envs), len(specs)
     options = [dict(s.options) for s in specs] + [None] * (n_env - n)
     reset_opts: dict[str, Any] = {"env_options": options}
     if n < n_env:  # envs without an episode stay idle: not reset, not stepped
         reset_opts["reset_mask"] = np.arange(n_env) < n
         venv.set_idle(range(n, n_env))
-    obs_t, infos = venv.reset(seed=seed, options=reset_opts)
-    info = _unbatch(infos, n_env)
-    t = timer.add("env", t)
-    obs = [str(o) for o in obs_t]
-    tasks = [str(info[i].get("task", "")) for i in range(n)]
-    admissible = [list(info[i].get("admissible_actions", ())) for i in range(n)]
-    alive = [True] * n
-    won = [False] * n
-    truncated = [False] * n
-    history: list[list[Turn]] = [[] for _ in range(n)]
-    tried: list[dict[int, set[str]]] = [{} for _ in range(n)]
-    steps: list[list[tuple[Step, ActionRecord]]] = [[] for _ in range(n)]
-    choice = policy.mode == "choice"
-    cascade = _Cascade()
-    for step_index in range(max_steps):
-        if choice:  # an episode with no admissible action cannot act: it ends, truncated
-            for i in range(n):
-                if alive[i] and not admissible[i]:
-                    alive[i], truncated[i] = False, True
-        active = [i for i in range(n) if alive[i]]
-        if not active:
-            break
-        t = time.perf_counter()
-        texts = [obs[i] for i in active]
-        clusters = [int(c) for c in clusterer.assign_batch(texts)]
-        anchors = [int(anchor_fn(x)) for x in texts]
-        t = timer.add("clustering", t)
+    obs, infos = venv.reset(seed=seed, options=reset_opts)
+    info = unbatch_infos(infos, n_env)
+    return _Episodes.start([str(o) for o in obs[:n]], info[:n])
 
-        def make_prompt(i: int, cluster: int, experiences: Sequence[Any]) -> Any:
-            return build_prompt(
-                policy.encode_prompt,
-                policy.count_tokens,
-                rules=prompt.rules,
-                experiences=experiences,
-                task=tasks[i],
-                history=history[i],
-                observation=obs[i],
-                admissible=_shown_actions(admissible[i], tried[i].get(cluster))
-                if prompt.show_admissible
-                else None,
-                history_window=prompt.history_window,
-                history_chars=prompt.history_chars,
-                budget_tokens=prompt.budget_tokens,
-                max_prompt_tokens=prompt.max_prompt_tokens,
-            )
 
-        agreed: dict[int, tuple[Any, ActionRecord]] = {}
-        plain: list[Any] = []
-        if retrieve is not None and consistency_k > 1 and not greedy:
-            plain = [make_prompt(i, clusters[k], ()) for k, i in enumerate(active)]
-            adm = [admissible[i] for i in active] if choice else None
-            agreed = cascade.check(policy, plain, adm, consistency_k, generator)
-            t = timer.add("generation", t)
-        ask = [k for k in range(len(active)) if k not in agreed]
-        found: list[Sequence[Any]] = [[] for _ in active]
-        if retrieve is not None and ask:
-            for k, got in zip(
-                ask, retrieve([clusters[k] for k in ask], [texts[k] for k in ask]), strict=True
-            ):
-                found[k] = got
-        t = timer.add("retrieval", t)
-        prompts = [
-            agreed[k][0] if k in agreed else make_prompt(i, clusters[k], found[k])
-            for k, i in enumerate(active)
-        ]
-        if plain:
-            used = [k for k in ask if found[k]]
-            cascade.measure([prompts[k] for k in used], [plain[k] for k in used])
-        t = timer.add("prompt", t)
-        acted = (
-            policy.act(
-                [prompts[k].ids for k in ask],
-                [admissible[active[k]] for k in ask] if choice else None,
-                greedy=greedy,
-                generator=generator,
-            )
-            if ask
-            else []
-        )
-        by_k = dict(zip(ask, acted, strict=True))
-        records = [agreed[k][1] if k in agreed else by_k[k] for k in range(len(active))]
-        t = timer.add("generation", t)
-        actions = [""] * n_env
-        for k, i in enumerate(active):
-            actions[i] = records[k].text
-        obs_t, rewards, terms, truncs, infos = venv.step(actions)
-        info = _unbatch(infos, n_env)
-        timer.add("env", t)
-        for k, i in enumerate(active):
-            rec = records[k]
-            inf = info[i]
-            invalid = (not rec.valid) or bool(inf.get("invalid_action", False))
-            steps[i].append(
-                (
-                    Step(
-                        observation=obs[i],
-                        action=rec.text,
-                        reward=float(rewards[i]),
-                        cluster_id=clusters[k],
-                        anchor=anchors[k],
-                        invalid=invalid,
-                        retrieved=prompts[k].experience_ids,
-                        admissible=tuple(admissible[i]),
-                    ),
-                    rec,
-                )
-            )
-            obs[i] = str(obs_t[i])
-            history[i].append(Turn(rec.text, obs[i]))
-            if prompt.mark_tried:
-                tried[i].setdefault(clusters[k], set()).add(rec.text)
-            admissible[i] = list(inf.get("admissible_actions", admissible[i]))
-            won[i] = won[i] or bool(inf.get("won", False))
-            if bool(terms[i]) or bool(truncs[i]):
-                alive[i] = False
-                truncated[i] = bool(truncs[i]) or "env_error" in inf
-            elif step_index == max_steps - 1:
-                alive[i] = False
-                truncated[i] = True
-    out = _assemble(
-        specs, tasks, steps, won, truncated, iteration, first_episode_id, action_key_fn, timer
+def _prompt(
+    engine: Engine, state: _Episodes, i: int, experiences: Sequence[Any], settings: PromptSettings
+) -> Prompt:
+    """Episode ``i``'s prompt within the experience and prompt token budgets."""
+    return build_prompt(
+        engine.encode_prompt,
+        engine.count_tokens,
+        rules=settings.rules,
+        experiences=experiences,
+        task=state.task[i],
+        history=state.history[i],
+        observation=state.observation[i],
+        admissible=state.admissible[i] if settings.show_admissible else None,
+        history_window=settings.history_window,
+        history_chars=settings.history_chars,
+        budget_tokens=settings.budget_tokens,
+        max_prompt_tokens=settings.max_prompt_tokens,
     )
-    if retrieve is not None and consistency_k > 1 and not greedy:
-        out.cascade = cascade.summary()
-    return out
 
 
-def _shown_actions(admissible: Sequence[str], tried: set[str] | None) -> Sequence[str]:
-    """The actions as listed in the prompt: those in ``tried`` get a ``(tried)`` mark."""
-    if not tried:
-        return admissible
-    return [f"{a} (tried)" if a in tried else a for a in admissible]
+def _step_envs(
+    venv: SleaVectorEnv,
+    state: _Episodes,
+    active: Sequence[int],
+    records: Sequence[ActionRecord],
+    prompts: Sequence[Prompt],
+    clusters: Sequence[int],
+    anchors: Sequence[int],
+) -> None:
+    """Send the running episodes' actions to the envs and record each step."""
+    n_env = int(venv.num_envs)
+    actions = [""] * n_env
+    for k, i in enumerate(active):
+        actions[i] = records[k].text
+    obs, rewards, terms, truncs, infos = venv.step(actions)
+    info = unbatch_infos(infos, n_env)
+    for k, i in enumerate(active):
+        rec, inf = records[k], info[i]
+        step = Step(
+            observation=state.observation[i],
+            action=rec.text,
+            reward=float(rewards[i]),
+            cluster_id=clusters[k],
+            anchor=anchors[k],
+            invalid=(not rec.valid) or bool(inf.get("invalid_action", False)),
+            retrieved=prompts[k].experience_ids,
+            admissible=tuple(state.admissible[i]),
+        )
+        state.steps[i].append((step, rec))
+        state.observation[i] = str(obs[i])
+        state.history[i].append(Turn(rec.text, state.observation[i]))
+        state.admissible[i] = list(inf.get("admissible_actions", state.admissible[i]))
+        state.won[i] = state.won[i] or bool(inf.get("won", False))
+        if bool(terms[i]) or bool(truncs[i]):
+            state.alive[i] = False
+            state.truncated[i] = bool(truncs[i]) or "env_error" in inf
 
 
 def _assemble(
     specs: Sequence[EpisodeSpec],
-    tasks: Sequence[str],
-    steps: Sequence[Sequence[tuple[Step, ActionRecord]]],
-    won: Sequence[bool],
-    truncated: Sequence[bool],
+    state: _Episodes,
     iteration: int,
     first_episode_id: int,
     action_key_fn: Callable[[str], int],
     timer: _Timer,
 ) -> Rollout:
+    """The finished episodes and the columnar step rows, ordered by episode then step."""
     episodes, records, retrieved = [], [], []
     cols: dict[str, list[Any]] = defaultdict(list)
     for i, spec in enumerate(specs):
@@ -423,15 +363,15 @@ def _assemble(
             Episode(
                 episode_id=eid,
                 group=spec.group,
-                task=tasks[i],
+                task=state.task[i],
                 task_id=spec.task_id,
-                steps=tuple(s for s, _ in steps[i]),
-                won=won[i],
-                truncated=truncated[i],
+                steps=tuple(s for s, _ in state.steps[i]),
+                won=state.won[i],
+                truncated=state.truncated[i],
                 iteration=iteration,
             )
         )
-        for j, (s, rec) in enumerate(steps[i]):
+        for j, (s, rec) in enumerate(state.steps[i]):
             records.append(rec)
             retrieved.append(s.retrieved)
             cols["group"].append(spec.group)

@@ -53,6 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from slea import _core
+from slea.errors import ConfigError
 
 ESTIMATORS: tuple[str, ...] = ("grpo", "gigpo", "slea", "salt")
 """Names accepted by :func:`compute_advantages`."""
@@ -61,6 +62,41 @@ MODES: tuple[str, ...] = ("mean_norm", "mean_std_norm")
 """Group normalisations accepted by :func:`compute_advantages`."""
 
 _INT64_MAX = np.iinfo(np.int64).max
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+@dataclass(frozen=True)
+class AdvantageConfig:
+    """Advantage estimator (Rust kernels, slea.compute_advantages)."""
+
+    estimator: str = "slea"
+    """grpo, gigpo, slea or salt."""
+    gamma: float = 0.95
+    """Discount of the step returns."""
+    mode: str = "mean_norm"
+    """mean_norm (subtract the group mean) or mean_std_norm (also divide by the std)."""
+    step_weight: float = 1.0
+    """w in A = A_episode + w * A_step."""
+    invalid_penalty: float = 0.1
+    """Subtracted from the return of a step whose action was invalid."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.estimator in ESTIMATORS,
+            "advantage.estimator",
+            f"must be grpo, gigpo, slea or salt, got {self.estimator!r}",
+        )
+        _check(0 <= self.gamma <= 1, "advantage.gamma", f"must be in [0, 1], got {self.gamma}")
+        _check(
+            self.mode in MODES,
+            "advantage.mode",
+            "must be mean_norm or mean_std_norm",
+        )
+        _check(self.invalid_penalty >= 0, "advantage.invalid_penalty", "must be >= 0")
 
 
 class StepBatch:
@@ -286,35 +322,6 @@ def compute_advantages(
     return Advantages(adv, episode, step, ret)
 
 
-def revisits(
-    episode: Sequence[int] | npt.ArrayLike, cluster: Sequence[int] | npt.ArrayLike
-) -> npt.NDArray[np.bool_]:
-    """Per step row: True where the step's action led back to an observation cluster that its
-    episode had already seen (rows ordered by episode, then step, as a rollout gives them).
-
-    The last step of an episode has no next observation and is never a revisit. Used for
-    ``advantage.revisit_penalty``, a general penalty on loops (undoing a move, re-reading the
-    same screen).
-    """
-    ep = np.asarray(episode, dtype=np.int64)
-    cl = np.asarray(cluster).astype(np.uint64, copy=False)
-    if ep.shape != cl.shape or ep.ndim != 1:
-        raise ValueError(
-            f"episode and cluster must be 1-D of one length, got {ep.shape}, {cl.shape}"
-        )
-    out = np.zeros(len(ep), dtype=bool)
-    if len(ep) < 2:
-        return out
-    # first row of each (episode, cluster) pair; rows are grouped by episode, so the next row
-    # revisits iff its pair first appeared at or before this row
-    pairs = np.stack([ep.view(np.uint64), cl], axis=1)
-    _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
-    first_seen = first[inverse.ravel()]
-    rows = np.arange(len(ep))
-    out[:-1] = (ep[1:] == ep[:-1]) & (first_seen[1:] <= rows[:-1])
-    return out
-
-
 def _sized(name: str, value: object) -> Sequence[Any]:
     if not isinstance(value, Sequence | np.ndarray):
         raise TypeError(f"{name}: expected a sequence, got {type(value).__name__}")
@@ -412,4 +419,11 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-__all__ = ["ESTIMATORS", "MODES", "Advantages", "StepBatch", "compute_advantages", "revisits"]
+__all__ = [
+    "ESTIMATORS",
+    "MODES",
+    "AdvantageConfig",
+    "Advantages",
+    "StepBatch",
+    "compute_advantages",
+]

@@ -24,12 +24,71 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slea.algo.loss import ppo_clip_loss
-from slea.train.config import UpdateConfig
+from slea.engine import ActionRecord, Learner
+from slea.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from slea.policy.hf import ActionRecord, HFPolicy
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """PPO-clip + KL update (slea.algo.update)."""
+
+    lr: float = 1e-3
+    """AdamW learning rate (the peak, with a schedule)."""
+    lr_schedule: str = "constant"
+    """constant, linear or cosine: decay from ``lr`` at the first iteration to
+    ``lr * lr_final_ratio`` at the end of the run: progress is the iteration's fraction of
+    ``train.iterations`` or the env steps' fraction of ``train.max_env_steps``, whichever is
+    further along (the run stops at whichever budget is spent first)."""
+    lr_final_ratio: float = 0.1
+    """Learning rate at the end of a linear or cosine schedule, as a fraction of ``lr``."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.999
+    """AdamW beta2."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 = off)."""
+    clip_eps: float = 0.2
+    """PPO clip range epsilon."""
+    kl_beta: float = 0.01
+    """Weight of the k3 KL to the frozen initial policy (0 = no reference model)."""
+    epochs: int = 1
+    """Passes over each rollout batch."""
+    minibatches: int = 1
+    """Optimizer steps per pass (the batch is split into this many mini-batches)."""
+    micro_batch_size: int = 64
+    """Steps per forward/backward (gradients are accumulated over micro-batches)."""
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "update.lr", f"must be > 0, got {self.lr}")
+        _check(
+            self.lr_schedule in LR_SCHEDULES,
+            "update.lr_schedule",
+            f"must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}",
+        )
+        _check(0 <= self.lr_final_ratio <= 1, "update.lr_final_ratio", "must be in [0, 1]")
+        _check(self.weight_decay >= 0, "update.weight_decay", "must be >= 0")
+        _check(
+            0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "update.beta1", "betas must be in [0, 1)"
+        )
+        _check(self.grad_clip >= 0, "update.grad_clip", "must be >= 0")
+        _check(0 < self.clip_eps < 1, "update.clip_eps", f"must be in (0, 1), got {self.clip_eps}")
+        _check(self.kl_beta >= 0, "update.kl_beta", "must be >= 0")
+        _check(self.epochs >= 1, "update.epochs", "must be >= 1")
+        _check(self.minibatches >= 1, "update.minibatches", "must be >= 1")
+        _check(self.micro_batch_size >= 1, "update.micro_batch_size", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -106,7 +165,7 @@ def _minibatches(n: int, cfg: UpdateConfig, generator: torch.Generator | None) -
 
 
 def update_policy(
-    policy: HFPolicy,
+    policy: Learner,
     optimizer: torch.optim.Optimizer,
     records: Sequence[ActionRecord],
     advantages: np.ndarray,
@@ -135,7 +194,7 @@ def update_policy(
     if not np.isfinite(adv).all():
         raise ValueError("advantages contain NaN or inf")
     rank, world = _world()
-    net = policy.model if model is None else model
+    net: Any = policy.model if model is None else model  # a DDP wrapper has no_sync()
     params = policy.trainable_parameters()
     use_kl = cfg.kl_beta > 0
     sums = np.zeros(6)  # loss, pg, kl, clipped, ratio, approx_kl
@@ -212,4 +271,11 @@ def _all_reduce_sums(sums: np.ndarray, units: int, world: int) -> tuple[np.ndarr
     return t[:-1].numpy(), int(t[-1])
 
 
-__all__ = ["UpdateStats", "make_optimizer", "update_policy"]
+__all__ = [
+    "LR_SCHEDULES",
+    "UpdateConfig",
+    "UpdateStats",
+    "make_optimizer",
+    "scheduled_lr",
+    "update_policy",
+]

@@ -17,7 +17,10 @@ Two ways to act:
     action. Log-probs are those of the temperature-scaled distribution (top-p only restricts what
     is sampled), as in verl.
 
-Token-exact records: :class:`ActionRecord` keeps the prompt ids, the response ids and the old
+:class:`HFPolicy` is both the engine and the learner of :mod:`slea.engine`: it acts with the
+weights the update changes, so :meth:`HFPolicy.sync` only records the policy version.
+
+Token-exact records: :class:`~slea.engine.ActionRecord` keeps the prompt ids, the response ids and the old
 log-probs from the very forward pass that sampled them; the update recomputes log-probs from those
 ids (:meth:`HFPolicy.unit_logprobs`) and never re-tokenises text.
 
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slea.engine import MODES, ActionRecord, Learner
 from slea.errors import ConfigError
 from slea.policy.forward import (
     candidate_scores,
@@ -48,8 +52,6 @@ from slea.policy.forward import (
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-MODES = ("choice", "generate")
-
 DEFAULT_CHAT_FORMAT = {
     "system": "### System\n{}\n",
     "user": "### User\n{}\n",
@@ -57,42 +59,6 @@ DEFAULT_CHAT_FORMAT = {
 }
 """Rendering used when the tokenizer has no chat template: each message as ``### Role`` then its
 text, followed by ``### Assistant`` and a newline, after which the action is scored or generated."""
-
-
-# --------------------------------------------------------------------------------------------
-# records
-
-
-@dataclass(frozen=True)
-class ActionRecord:
-    """What the policy did at one decision step, token-exact.
-
-    Attributes:
-        prompt_ids: token ids of the rendered prompt.
-        response_ids: choice mode: the chosen action's ids (with the end-of-action token);
-            generate mode: the sampled tokens (with the stop token when one was sampled).
-        logprobs: the old log-probs (the PPO "units"): choice mode has one, ``log pi(action)``;
-            generate mode has one per response token.
-        candidates: choice mode: every admissible action's ids (with the end-of-action token).
-        index: choice mode: index of the chosen action in ``candidates``; -1 in generate mode.
-        text: the action text sent to the environment ("" when invalid in generate mode).
-        raw_text: generate mode: the decoded response before parsing.
-        valid: False when the parser could not find an action in the response.
-    """
-
-    prompt_ids: tuple[int, ...]
-    response_ids: tuple[int, ...]
-    logprobs: tuple[float, ...]
-    candidates: tuple[tuple[int, ...], ...] = ()
-    index: int = -1
-    text: str = ""
-    raw_text: str = ""
-    valid: bool = True
-
-    @property
-    def num_units(self) -> int:
-        """Number of loss units (log-probs) this record contributes to the update."""
-        return len(self.logprobs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,6 +133,8 @@ _DTYPES = ("float32", "bfloat16", "float16")
 class HFPolicy:
     """A transformers causal LM acting in ``choice`` or ``generate`` mode with token-exact records.
 
+    The in-process :class:`~slea.engine.Engine` and :class:`~slea.engine.Learner`.
+
     Args:
         model: a ``transformers`` causal LM (or a peft model wrapping one).
         tokenizer: its tokenizer; needs a pad token or an eos token (used for padding).
@@ -223,6 +191,7 @@ class HFPolicy:
         self.stop_ids = sorted({self.end_of_action_id} | ({tokenizer.eos_token_id} - {None}))
         self._action_ids: dict[str, tuple[int, ...]] = {}
         self._reference: Any = None
+        self._version = 0
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -377,6 +346,23 @@ class HFPolicy:
             )
         return records
 
+    @property
+    def version(self) -> int:
+        """The policy version this engine acts with (set by :meth:`sync`)."""
+        return self._version
+
+    def sync(self, learner: Learner, version: int) -> None:
+        """Record that the weights are now policy ``version``; ``learner`` must be this policy
+        (in process, the update changes the very weights that act)."""
+        if learner is not self:
+            raise ValueError(
+                "learner: an HFPolicy acts with its own weights; sync it with itself "
+                "(use a server engine to act with another learner's weights)"
+            )
+        if version < self._version:
+            raise ValueError(f"version: {version} is older than the current {self._version}")
+        self._version = int(version)
+
     # ---------------------------------------------------------------- update side
     def unit_logprobs(self, records: Sequence[ActionRecord], *, model: Any = None) -> torch.Tensor:
         """Recompute the records' log-probs (flat, ``[sum num_units]``) with gradients if enabled.
@@ -486,9 +472,7 @@ def apply_lora(model: Any, spec: LoraSpec) -> Any:
 
 __all__ = [
     "DEFAULT_CHAT_FORMAT",
-    "MODES",
     "PARSERS",
-    "ActionRecord",
     "HFPolicy",
     "LoraSpec",
     "apply_lora",

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from slea.errors import SleaError
-from slea.train.checkpoint import atomic_write_text
-from slea.train.logging import METRICS, read_metrics
+from slea.rundir import METRICS, CheckpointManager, atomic_write_text, read_metrics
 
 TIMING_PARTS = (
     "generation",
@@ -133,8 +132,6 @@ def _library_lines(
 
 
 def _top_experiences(run_dir: Path, limit: int = 15) -> list[dict[str, Any]]:
-    from slea.train.checkpoint import CheckpointManager
-
     latest = CheckpointManager(run_dir).latest()
     if latest is None or not (latest[1] / "library.snap").exists():
         return []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from slea.algo.advantages import AdvantageConfig
+from slea.algo.update import UpdateConfig
 from slea.errors import ConfigError
 from slea.experience.evolve import EvolutionConfig
 from slea.experience.library import LibraryConfig
@@ -154,7 +157,8 @@ class GamesConfig:
     test: int = 16
     """Number of held-out test games (disjoint seeds)."""
     seed: int = 0
-    """Seed of the first training game; test games use seeds after the training ones."""
+    """Seed of the game set: each game's seed is a hash of (kind, level, seed, split, index)
+    (slea.envs.textworld.game_seed), so the splits draw their games independently."""
     cache_dir: str = ""
     """Where generated games are cached (empty = <run dir>/../.games, shared between runs)."""
     compass_augment: bool = False
@@ -216,10 +220,6 @@ class PromptConfig:
     """Each past observation in the history is cut to this many characters."""
     show_admissible: bool = False
     """List the admissible actions in the user message (generate mode always lists them)."""
-    mark_tried: bool = False
-    """Mark listed actions this episode already took from the same observation cluster with
-    ``(tried)``: a within-episode, cluster-keyed memory against loops (needs show_admissible).
-    The tiny random-initialised demo model does not learn to use it (benches/RESULTS.md)."""
     max_prompt_tokens: int = 768
     """Longest prompt; the oldest history is dropped first to fit."""
 
@@ -227,11 +227,6 @@ class PromptConfig:
         _check(self.history_window >= 0, "prompt.history_window", "must be >= 0")
         _check(self.history_chars >= 0, "prompt.history_chars", "must be >= 0")
         _check(self.max_prompt_tokens >= 16, "prompt.max_prompt_tokens", "must be >= 16")
-        _check(
-            self.show_admissible or not self.mark_tried,
-            "prompt.mark_tried",
-            "needs prompt.show_admissible: true (the marks go on the listed actions)",
-        )
 
 
 @dataclass(frozen=True)
@@ -248,17 +243,18 @@ class RetrievalConfig:
     """Token budget of the experiences in the system message (policy tokenizer)."""
     in_eval: bool = True
     """Use the library during evaluation too (as the paper does)."""
-    demonstrations: bool = True
-    """Show example entries that carry an (observation, action) pair as a worked step."""
-    consistency_k: int = 0
-    """Self-consistency cascade: sample k actions without experiences and skip retrieval where
-    they agree (0 = off; sampled rollouts only; saved prompt tokens in rollout.cascade_*)."""
 
     def __post_init__(self) -> None:
-        _check(self.consistency_k >= 0, "retrieval.consistency_k", "must be >= 0")
         _check(self.warmup >= 0, "retrieval.warmup", "must be >= 0")
         _check(self.min_library >= 0, "retrieval.min_library", "must be >= 0")
         _check(self.budget_tokens >= 0, "retrieval.budget_tokens", "must be >= 0")
+
+    def active(self, iteration: int, library_size: int, *, evaluating: bool = False) -> bool:
+        """Whether prompts carry experiences: retrieval is enabled, the warm-up is over and the
+        library holds more than ``min_library`` entries. Training iteration ``k`` retrieves
+        from ``k > warmup``; an evaluation after ``k`` iterations from ``k >= warmup``."""
+        past_warmup = iteration >= self.warmup if evaluating else iteration > self.warmup
+        return self.enabled and past_warmup and library_size > self.min_library
 
 
 @dataclass(frozen=True)
@@ -284,95 +280,6 @@ class ClusteringConfig:
             "must be default or textworld",
         )
         _check(self.max_clusters >= 0, "clustering.max_clusters", "must be >= 0")
-
-
-@dataclass(frozen=True)
-class AdvantageConfig:
-    """Advantage estimator (Rust kernels, slea.compute_advantages)."""
-
-    estimator: str = "slea"
-    """grpo, gigpo, slea or salt."""
-    gamma: float = 0.95
-    """Discount of the step returns."""
-    mode: str = "mean_norm"
-    """mean_norm (subtract the group mean) or mean_std_norm (also divide by the std)."""
-    step_weight: float = 1.0
-    """w in A = A_episode + w * A_step."""
-    invalid_penalty: float = 0.1
-    """Subtracted from the return of a step whose action was invalid."""
-    revisit_penalty: float = 0.0
-    """Subtracted from the reward of a step whose action led back to an observation cluster
-    the episode had already seen (a loop); 0 = off."""
-
-    def __post_init__(self) -> None:
-        _check(
-            self.estimator in ("grpo", "gigpo", "slea", "salt"),
-            "advantage.estimator",
-            f"must be grpo, gigpo, slea or salt, got {self.estimator!r}",
-        )
-        _check(0 <= self.gamma <= 1, "advantage.gamma", f"must be in [0, 1], got {self.gamma}")
-        _check(
-            self.mode in ("mean_norm", "mean_std_norm"),
-            "advantage.mode",
-            "must be mean_norm or mean_std_norm",
-        )
-        _check(self.invalid_penalty >= 0, "advantage.invalid_penalty", "must be >= 0")
-        _check(self.revisit_penalty >= 0, "advantage.revisit_penalty", "must be >= 0")
-
-
-LR_SCHEDULES = ("constant", "linear", "cosine")
-
-
-@dataclass(frozen=True)
-class UpdateConfig:
-    """PPO-clip + KL update (slea.algo.update)."""
-
-    lr: float = 1e-3
-    """AdamW learning rate (the peak, with a schedule)."""
-    lr_schedule: str = "constant"
-    """constant, linear or cosine: decay from ``lr`` at the first iteration to
-    ``lr * lr_final_ratio`` at the end of the run: progress is the iteration's fraction of
-    ``train.iterations`` or the env steps' fraction of ``train.max_env_steps``, whichever is
-    further along (the run stops at whichever budget is spent first)."""
-    lr_final_ratio: float = 0.1
-    """Learning rate at the end of a linear or cosine schedule, as a fraction of ``lr``."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    beta1: float = 0.9
-    """AdamW beta1."""
-    beta2: float = 0.999
-    """AdamW beta2."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this (0 = off)."""
-    clip_eps: float = 0.2
-    """PPO clip range epsilon."""
-    kl_beta: float = 0.01
-    """Weight of the k3 KL to the frozen initial policy (0 = no reference model)."""
-    epochs: int = 1
-    """Passes over each rollout batch."""
-    minibatches: int = 1
-    """Optimizer steps per pass (the batch is split into this many mini-batches)."""
-    micro_batch_size: int = 64
-    """Steps per forward/backward (gradients are accumulated over micro-batches)."""
-
-    def __post_init__(self) -> None:
-        _check(self.lr > 0, "update.lr", f"must be > 0, got {self.lr}")
-        _check(
-            self.lr_schedule in LR_SCHEDULES,
-            "update.lr_schedule",
-            f"must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}",
-        )
-        _check(0 <= self.lr_final_ratio <= 1, "update.lr_final_ratio", "must be in [0, 1]")
-        _check(self.weight_decay >= 0, "update.weight_decay", "must be >= 0")
-        _check(
-            0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "update.beta1", "betas must be in [0, 1)"
-        )
-        _check(self.grad_clip >= 0, "update.grad_clip", "must be >= 0")
-        _check(0 < self.clip_eps < 1, "update.clip_eps", f"must be in (0, 1), got {self.clip_eps}")
-        _check(self.kl_beta >= 0, "update.kl_beta", "must be >= 0")
-        _check(self.epochs >= 1, "update.epochs", "must be >= 1")
-        _check(self.minibatches >= 1, "update.minibatches", "must be >= 1")
-        _check(self.micro_batch_size >= 1, "update.micro_batch_size", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -494,13 +401,28 @@ class TrainConfig:
         """Write the resolved config atomically."""
         import yaml
 
-        from slea.train.checkpoint import atomic_write_text
+        from slea.rundir import atomic_write_text
 
         atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     def replace(self, *overrides: str) -> TrainConfig:
         """A copy with ``a.b=value`` overrides applied (validated like a loaded file)."""
         return TrainConfig.from_dict(self.to_dict(), overrides)
+
+
+# ---------------------------------------------------------------------- removed keys
+
+REMOVED_KEYS: dict[str, str] = {
+    "advantage.revisit_penalty": "the loop penalty did not hold its gains (benches/RESULTS.md, "
+    "'revisit penalty'); nothing replaces it, delete the key",
+    "prompt.mark_tried": "the tiny model did not learn to use the '(tried)' marks "
+    "(benches/RESULTS.md); nothing replaces it, delete the key",
+    "retrieval.demonstrations": "example entries are always shown as worked steps; delete the key",
+    "retrieval.consistency_k": "the self-consistency cascade was never shown to save anything "
+    "(benches/RESULTS.md); nothing replaces it, delete the key",
+}
+"""Keys that earlier versions accepted, with why they went and what replaces them: a config that
+still sets one gets a :class:`ConfigError` saying so instead of "unknown key"."""
 
 
 # ---------------------------------------------------------------------- generic machinery
@@ -563,6 +485,9 @@ def _build(cls: type[T], raw: Any, prefix: str) -> T:
     hints = typing.get_type_hints(cls)
     names = valid_keys(cls)
     for key in raw:
+        why = REMOVED_KEYS.get(f"{prefix}{key}")
+        if why is not None:
+            raise ConfigError(f"{prefix}{key}: this key was removed: {why}")
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -624,14 +549,19 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return int(value)
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
+        number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if value is None:
             return ""
@@ -642,6 +572,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 
 
 __all__ = [
+    "REMOVED_KEYS",
     "AdvantageConfig",
     "CheckpointConfig",
     "ClusteringConfig",

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slea.errors import require
-from slea.train.checkpoint import atomic_write_text
-
-METRICS = "metrics.jsonl"
+from slea.rundir import METRICS
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -32,31 +30,6 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
         elif isinstance(v, int | float) and math.isfinite(float(v)):
             out[key] = float(v)
     return out
-
-
-def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All records of a metrics file (a torn last line from a crash is skipped)."""
-    p = Path(path)
-    if not p.is_file():
-        return []
-    out = []
-    for line in p.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
-def truncate_metrics(path: str | os.PathLike[str], iteration: int) -> None:
-    """Keep only records with ``iteration <= iteration`` (used when resuming from a checkpoint)."""
-    p = Path(path)
-    if not p.is_file():
-        return
-    keep = [r for r in read_metrics(p) if int(r.get("iteration", 0)) <= iteration]
-    atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 class MetricsLogger:
@@ -155,4 +128,4 @@ class Progress:
             self._bar = None
 
 
-__all__ = ["METRICS", "MetricsLogger", "Progress", "flatten", "read_metrics", "truncate_metrics"]
+__all__ = ["MetricsLogger", "Progress", "flatten"]

@@ -1,9 +1,10 @@
 """How a :class:`~slea.train.trainer.Trainer` builds its parts from a :class:`TrainConfig`.
 
-Games, vector envs, the policy (a local model, or a tiny model built offline with a tokenizer
-trained on random-walk texts of the training games), the KL reference, clusterer, library and
-distiller; the run directory; RNG state for checkpoints; ``torch.distributed`` helpers. Each
-function is usable on its own (e.g. to build the same policy in a notebook).
+The run directory, vector envs on a task source's splits, the policy (a local model, or a tiny
+model built offline with a tokenizer trained on random-walk texts of the training tasks) with its
+KL reference, the prompt settings, clusterer, library and distiller, and the RNG state a
+checkpoint keeps. Each function is usable on its own (e.g. to build the same policy in a
+notebook).
 """
 
 from __future__ import annotations
@@ -16,23 +17,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slea.errors import ConfigError, EnvError, SleaError
-from slea.experience.prompt import DEFAULT_RULES, GENERATE_SUFFIX
-from slea.train.checkpoint import CheckpointManager
-from slea.train.config import TrainConfig
-from slea.train.logging import METRICS
+import gymnasium
+import numpy as np
+import torch
 
-TEXTWORLD = "slea/TextWorld-v0"
+import slea.envs
+from slea.clustering import CanonSpec, ObservationClusterer
+from slea.envs.tasks import Task, TaskSource
+from slea.envs.vector import SleaVectorEnv, make_vec, unbatch_infos
+from slea.errors import ConfigError, EnvError, SleaError
+from slea.experience.evolve import Distiller
+from slea.experience.evolve import make_distiller as make_evolution_distiller
+from slea.experience.library import ExperienceLibrary
+from slea.experience.prompt import DEFAULT_RULES, GENERATE_SUFFIX
+from slea.policy.hf import HFPolicy, LoraSpec
+from slea.rollout import PromptSettings
+from slea.rundir import CONFIG, METRICS, CheckpointManager
+from slea.train.config import TrainConfig
 
 # ---------------------------------------------------------------------------- run directory
 
 
 def check_env_id(env_id: str) -> None:
     """Raise EnvError naming the fix if ``env_id`` is not a registered gymnasium id."""
-    import gymnasium
-
-    import slea.envs
-
     slea.envs.register_envs()
     if env_id not in gymnasium.registry:
         known = sorted(k for k in gymnasium.registry if k.startswith("slea/"))
@@ -71,19 +78,19 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
             elif p.exists():
                 p.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(run_dir / "config.yaml")
+    cfg.to_yaml(run_dir / CONFIG)
     return not existed
 
 
 def open_run(run_dir: str | os.PathLike[str]) -> tuple[TrainConfig, Path | None]:
     """The saved config of a run and its latest checkpoint (verified), or None if it has none."""
     rd = Path(run_dir)
-    if not (rd / "config.yaml").is_file():
+    if not (rd / CONFIG).is_file():
         raise SleaError(
             f"{str(run_dir)!r} is not a run directory (no config.yaml); start a run with "
             "`slea train --config FILE`"
         )
-    cfg = TrainConfig.from_yaml(rd / "config.yaml", [f"run.dir={rd}"])
+    cfg = TrainConfig.from_yaml(rd / CONFIG, [f"run.dir={rd}"])
     latest = CheckpointManager(rd, cfg.checkpoint.keep_last).latest()
     if latest is None:
         return cfg, None
@@ -91,52 +98,19 @@ def open_run(run_dir: str | os.PathLike[str]) -> tuple[TrainConfig, Path | None]
     return cfg, latest[1]
 
 
-# ---------------------------------------------------------------------------- envs and games
+# ---------------------------------------------------------------------------- envs and tasks
 
 
-def make_games(cfg: TrainConfig) -> dict[str, list[Path]]:
-    """Train and test game files for TextWorld (generated once, then cached); {} for other envs."""
-    if cfg.env.id != TEXTWORLD:
-        if cfg.env.games.compass_augment:
-            raise ConfigError(
-                f"env.games.compass_augment: only {TEXTWORLD} has compass symmetries "
-                f"(env.id is {cfg.env.id!r}); set it to false"
-            )
-        return {}
-    from slea.envs.textworld import make_splits
-
-    g = cfg.env.games
-    cache = Path(g.cache_dir) if g.cache_dir else None
-    try:  # about 3 s per game per core, on a pool of 2 processes
-        return make_splits(
-            cache, {"train": g.train, "test": g.test}, seed=g.seed, kind=g.kind, level=g.level
-        )
-    except ValueError as exc:
-        raise ConfigError(f"env.games: {exc}") from None
-
-
-def make_venv(cfg: TrainConfig, games: dict[str, list[Path]], split: str, num_envs: int) -> Any:
-    """A slea vector env of ``num_envs`` envs on the games of ``split``."""
-    from slea.envs import make_vec
-
+def make_venv(cfg: TrainConfig, tasks: TaskSource, split: str, num_envs: int) -> SleaVectorEnv:
+    """A slea vector env of ``num_envs`` envs that play the tasks of ``split``."""
     kwargs = dict(cfg.env.kwargs)
     kwargs.setdefault("max_episode_steps", cfg.rollout.max_steps)
-    if cfg.env.id == TEXTWORLD:
-        kwargs["games"] = [str(p) for p in games[split]]
+    kwargs.update(tasks.env_kwargs(split))
     return make_vec(cfg.env.id, num_envs, mode=cfg.env.vector_mode, **kwargs)
 
 
-def tasks_of(games: dict[str, list[Path]], split: str) -> list[tuple[str, dict[str, Any]]]:
-    """``(name, reset options)`` of every task of a split."""
-    return [(Path(g).stem, {"task_id": i}) for i, g in enumerate(games.get(split, []))]
-
-
-def tokenizer_corpus(
-    cfg: TrainConfig, venv: Any, tasks: Sequence[tuple[str, dict[str, Any]]]
-) -> list[str]:
+def tokenizer_corpus(cfg: TrainConfig, venv: SleaVectorEnv, tasks: Sequence[Task]) -> list[str]:
     """Texts of random-walk episodes on the training tasks, plus the prompt scaffolding."""
-    from slea.rollout import _unbatch
-
     rng = random.Random(cfg.train.seed)
     scaffold = [
         DEFAULT_RULES,
@@ -147,12 +121,14 @@ def tokenizer_corpus(
     ]
     texts = scaffold * 50  # frequent enough that every scaffold word becomes one token
     n = cfg.model.tokenizer_corpus_episodes * max(len(tasks), 1)
-    specs = [tasks[i % len(tasks)][1] for i in range(n)] if tasks else [{} for _ in range(n)]
+    specs = (
+        [dict(tasks[i % len(tasks)].options) for i in range(n)] if tasks else [{} for _ in range(n)]
+    )
     for lo in range(0, len(specs), venv.num_envs):
         wave = specs[lo : lo + venv.num_envs]
         opts = wave + [wave[0]] * (venv.num_envs - len(wave))
         obs, infos = venv.reset(seed=cfg.train.seed + lo, options={"env_options": opts})
-        info = _unbatch(infos, venv.num_envs)
+        info = unbatch_infos(infos, venv.num_envs)
         texts.extend(str(o) for o in obs)
         texts.extend(str(i.get("task", "")) for i in info)
         for _ in range(cfg.rollout.max_steps):
@@ -162,7 +138,7 @@ def tokenizer_corpus(
                 texts.extend(adm)
                 acts.append(rng.choice(adm))
             obs, _, _, _, infos = venv.step(acts)
-            new = _unbatch(infos, venv.num_envs)
+            new = unbatch_infos(infos, venv.num_envs)
             info = [n_ if n_ else o_ for n_, o_ in zip(new, info, strict=True)]
             texts.extend(str(o) for o in obs)
     return texts
@@ -171,15 +147,13 @@ def tokenizer_corpus(
 # ---------------------------------------------------------------------------- model and memory
 
 
-def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> Any:
+def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> HFPolicy:
     """The policy on ``init`` (weights from ``checkpoint`` when resuming), with its KL reference.
 
     The reference is the initial policy: a frozen copy of ``init`` (with LoRA, the same model with
     its adapters disabled). None is kept when the KL is off or the weights are frozen.
     """
     import copy
-
-    from slea.policy.hf import HFPolicy, LoraSpec
 
     lora = None
     if cfg.model.lora_r:
@@ -213,7 +187,6 @@ def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> Any:
 
 def load_weights(path: Path, dtype: str) -> dict[str, Any]:
     """The state dict of a model saved with ``save_pretrained`` (shards and tied weights handled)."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
@@ -230,35 +203,42 @@ def load_adapter(model: Any, path: Path) -> None:
     set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
 
 
-def canon_spec(name: str) -> Any:
+def canon_spec(name: str) -> CanonSpec:
     """The canonicalisation rules named by ``clustering.canon``."""
-    import slea
-
-    return slea.CanonSpec.textworld() if name == "textworld" else slea.CanonSpec.default()
+    return CanonSpec.textworld() if name == "textworld" else CanonSpec.default()
 
 
-def make_clusterer(cfg: TrainConfig) -> Any:
+def prompt_settings(cfg: TrainConfig) -> PromptSettings:
+    """The prompt layout of ``cfg`` (generate mode always lists the admissible actions)."""
+    rules = cfg.prompt.rules or DEFAULT_RULES
+    if cfg.policy.mode == "generate" and cfg.policy.parser == "tag":
+        rules = f"{rules} {GENERATE_SUFFIX}"
+    return PromptSettings(
+        rules=rules,
+        history_window=cfg.prompt.history_window,
+        history_chars=cfg.prompt.history_chars,
+        show_admissible=cfg.prompt.show_admissible or cfg.policy.mode == "generate",
+        budget_tokens=cfg.retrieval.budget_tokens,
+        max_prompt_tokens=cfg.prompt.max_prompt_tokens,
+    )
+
+
+def make_clusterer(cfg: TrainConfig) -> ObservationClusterer:
     """An empty observation clusterer as configured."""
-    from slea.clustering import ObservationClusterer
-
     c = cfg.clustering
     return ObservationClusterer(
         threshold=c.threshold, canon=canon_spec(c.canon), max_clusters=c.max_clusters or None
     )
 
 
-def make_library(cfg: TrainConfig) -> Any:
+def make_library(cfg: TrainConfig) -> ExperienceLibrary:
     """An empty experience library as configured."""
-    from slea.experience.library import ExperienceLibrary
-
     return ExperienceLibrary(cfg.library)
 
 
-def make_distiller(cfg: TrainConfig, policy: Any) -> Any:
+def make_distiller(cfg: TrainConfig, policy: HFPolicy) -> Distiller:
     """The evolution distiller (an LLM distiller on the policy's weights, or the rules)."""
-    from slea.experience.evolve import make_distiller as make
-
-    return make(cfg.evolution, model=policy.model, tokenizer=policy.tokenizer)
+    return make_evolution_distiller(cfg.evolution, model=policy.model, tokenizer=policy.tokenizer)
 
 
 # ---------------------------------------------------------------------------- RNG state
@@ -272,16 +252,12 @@ def mix(*parts: Any) -> int:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's and torch's global RNGs."""
-    import torch
-
     random.seed(seed)
     torch.manual_seed(seed)
 
 
-def rng_state(sample_rng: Any, task_rng: Any) -> dict[str, Any]:
+def rng_state(sample_rng: torch.Generator, task_rng: np.random.Generator) -> dict[str, Any]:
     """Every RNG state a checkpoint needs, as JSON-able values."""
-    import torch
-
     return {
         "python": random.getstate()[1],
         "torch": torch.get_rng_state().tolist(),
@@ -290,43 +266,11 @@ def rng_state(sample_rng: Any, task_rng: Any) -> dict[str, Any]:
     }
 
 
-def set_rng_state(state: dict[str, Any], sample_rng: Any, task_rng: Any) -> None:
+def set_rng_state(
+    state: dict[str, Any], sample_rng: torch.Generator, task_rng: np.random.Generator
+) -> None:
     """Restore what :func:`rng_state` saved."""
-    import torch
-
     random.setstate((3, tuple(state["python"]), None))
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     sample_rng.set_state(torch.tensor(state["sample"], dtype=torch.uint8))
     task_rng.bit_generator.state = state["tasks"]
-
-
-# ---------------------------------------------------------------------------- torch.distributed
-
-
-def init_distributed() -> tuple[int, int]:
-    """``(rank, world size)``; joins the process group under torchrun (gloo on CPU, NCCL on GPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op in a single process)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def broadcast(payload: Any, *, stop: bool = False) -> Any:
-    """Rank 0 sends ``payload`` (None = stop) to the other ranks; they return it."""
-    import torch.distributed as dist
-
-    box = [None if stop else payload]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

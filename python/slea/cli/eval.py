@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print sampled and greedy success."""
-    from slea.train.checkpoint import atomic_write_text
+    from slea.rundir import atomic_write_text
     from slea.train.trainer import Trainer
 
     if args.episodes < 0 or args.max_tasks < 0:

@@ -1,8 +1,9 @@
-"""Command line: ``slea train | eval | report | library | envs | bench``.
+"""Command line: ``slea train | eval | report | library | envs``.
 
-Each subcommand lives in the module that owns the feature and exposes two functions:
-``add_arguments(parser)`` and ``run(args) -> int``. Those modules must import nothing heavy at
-module level (torch, transformers, textworld are imported inside ``run``).
+The command line sits above every other part of the package: each subcommand is a module with
+two functions, ``add_arguments(parser)`` and ``run(args) -> int``, that may use training, reports,
+the library and the envs alike. Those modules import nothing heavy at module level (torch,
+transformers, textworld are imported inside ``run``), so ``slea --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ from collections.abc import Sequence
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("slea.train.cli_train", "train a policy from a YAML config"),
-    "eval": ("slea.train.cli_eval", "evaluate a run's latest checkpoint"),
-    "report": ("slea.report.cli", "write the HTML report of a run"),
+    "train": ("slea.cli.train", "train a policy from a YAML config"),
+    "eval": ("slea.cli.eval", "evaluate a run's latest checkpoint"),
+    "report": ("slea.cli.report", "write the HTML report of a run"),
     "library": ("slea.experience.cli", "show, export, import or summarise an experience library"),
     "envs": ("slea.envs.cli", "list environments or generate TextWorld games"),
-    "bench": ("slea.cli_bench", "run a benchmark (same as python -m benches NAME)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slea", description=__doc__.splitlines()[0])
-    from slea import __version__
+    from slea._core import __version__
 
     parser.add_argument("--version", action="version", version=f"slea {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

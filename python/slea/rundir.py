@@ -1,4 +1,18 @@
-"""Atomic checkpoints under ``<run>/checkpoints/iter_N/`` with a checksummed manifest; keep the last K.
+"""The run directory, shared by training and reports: its file names, atomic writes, checksummed
+manifests, checkpoints and the metrics file. It sits below :mod:`slea.train` and
+:mod:`slea.report`, so neither imports the other.
+
+Layout of a run directory::
+
+    config.yaml        the resolved config (written when the run starts)
+    metrics.jsonl      one JSON record per line (``kind`` train or eval, ``iteration``)
+    model_init/        the initial model and tokenizer (the tiny model, the KL reference)
+    checkpoints/iter_N/  model, optimizer, library, clusterer, RNG state, manifest.json
+    report/            the HTML report and its figures
+    summary.json       untrained vs trained success
+
+:func:`atomic_write_bytes` is the one atomic-write helper of the package (temporary file in the
+same directory, fsync, rename, fsync of the directory).
 
 A checkpoint is written into a temporary sibling directory, every file is fsynced, a
 ``manifest.json`` (iteration, file sizes and SHA-256) is written last, and the directory is renamed
@@ -22,10 +36,14 @@ from typing import Any
 from slea.errors import SnapshotError
 
 MANIFEST = "manifest.json"
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+REPORT = "report"
 _NAME = re.compile(r"^iter_(\d+)$")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds
@@ -52,7 +70,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -60,7 +78,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -122,12 +141,12 @@ class CheckpointManager:
                         os.fsync(fh.fileno())
                     files[str(f.relative_to(tmp))] = {
                         "bytes": f.stat().st_size,
-                        "sha256": _sha256(f),
+                        "sha256": sha256_file(f),
                     }
             manifest = {"iteration": iteration, "files": files, **(meta or {})}
             atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
             for d in sorted({f.parent for f in tmp.rglob("*") if f.is_file()}):
-                _fsync_dir(d)
+                fsync_dir(d)
             final = self.path(iteration)
             if final.exists():  # re-saving the same iteration: move the old one aside first
                 old = self.root / f".old-iter_{iteration}-{os.getpid()}"
@@ -136,7 +155,7 @@ class CheckpointManager:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, final)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -171,11 +190,52 @@ class CheckpointManager:
             f = p / name
             if not f.is_file():
                 raise SnapshotError(f"checkpoint {p}: file {name} is missing; {fix}")
-            if f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
+            if f.stat().st_size != info["bytes"] or sha256_file(f) != info["sha256"]:
                 raise SnapshotError(
                     f"checkpoint {p}: file {name} is corrupted (checksum mismatch); {fix}"
                 )
         return dict(manifest)
 
 
-__all__ = ["MANIFEST", "CheckpointManager", "atomic_write_bytes", "atomic_write_text"]
+# ---------------------------------------------------------------------------- metrics
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All records of a metrics file (a torn last line from a crash is skipped)."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    out = []
+    for line in p.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def truncate_metrics(path: str | os.PathLike[str], iteration: int) -> None:
+    """Keep only records with ``iteration <= iteration`` (used when resuming from a checkpoint)."""
+    p = Path(path)
+    if not p.is_file():
+        return
+    keep = [r for r in read_metrics(p) if int(r.get("iteration", 0)) <= iteration]
+    atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+__all__ = [
+    "CONFIG",
+    "MANIFEST",
+    "METRICS",
+    "REPORT",
+    "SUMMARY",
+    "CheckpointManager",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "fsync_dir",
+    "read_metrics",
+    "sha256_file",
+    "truncate_metrics",
+]

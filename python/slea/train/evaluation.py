@@ -1,0 +1,157 @@
+"""Evaluation: play a split's tasks through the same prompt path as training.
+
+:class:`Evaluator` owns the evaluation vector envs (one per split, built on first use; the
+``train`` split reuses the training envs) and plays every task of a split ``episodes_per_task``
+times, sampled or greedy. It never changes the training run's memory: it plays on copies of the
+clusterer and the library, and with ``eval.evolve`` (test-time evolution) the copy evolves during
+that evaluation and is dropped afterwards, so nothing learned on held-out tasks reaches the
+training library.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from slea.clustering import ObservationClusterer
+from slea.envs.tasks import TaskSource
+from slea.envs.vector import SleaVectorEnv
+from slea.experience.library import ExperienceLibrary
+from slea.rollout import EpisodeSpec, Rollout
+from slea.train import setup
+from slea.train.config import TrainConfig
+
+
+class Play(Protocol):
+    """Plays a wave of episodes (the trainer's ``collect`` with its engine and prompts bound)."""
+
+    def __call__(
+        self,
+        venv: SleaVectorEnv,
+        specs: list[EpisodeSpec],
+        *,
+        clusterer: ObservationClusterer,
+        library: ExperienceLibrary | None,
+        generator: torch.Generator,
+        seed: int,
+        greedy: bool = False,
+    ) -> Rollout: ...
+
+
+@contextmanager
+def memory_copies(
+    clusterer: ObservationClusterer, library: ExperienceLibrary
+) -> Iterator[tuple[ObservationClusterer, ExperienceLibrary]]:
+    """Independent copies of a clusterer and a library (through their snapshots)."""
+    tmp = Path(tempfile.mkdtemp(prefix="slea-eval-"))
+    try:
+        clusterer.save(tmp / "c.snap")
+        library.save(tmp / "l.snap")
+        yield ObservationClusterer.load(tmp / "c.snap"), ExperienceLibrary.load(tmp / "l.snap")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Evaluator:
+    """Evaluates a policy on the tasks of ``tasks`` as configured by ``cfg``.
+
+    Args:
+        cfg: the run's config (rollout shape, retrieval, eval settings, seed).
+        tasks: the env's task source.
+        train_venv: the training vector env (reused for the ``train`` split), or None.
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, tasks: TaskSource, train_venv: SleaVectorEnv | None
+    ) -> None:
+        self.config = cfg
+        self.tasks = tasks
+        self.train_venv = train_venv
+        self.venvs: dict[str, SleaVectorEnv] = {}
+
+    def evaluate(
+        self,
+        play: Play,
+        split: str,
+        *,
+        clusterer: ObservationClusterer,
+        library: ExperienceLibrary,
+        iteration: int,
+        greedy: bool = False,
+        episodes_per_task: int = 1,
+        max_tasks: int = 0,
+        evolve: Callable[[ExperienceLibrary, Rollout], Any] | None = None,
+    ) -> dict[str, Any]:
+        """Play every task of ``split`` (at most ``max_tasks``; 0 = all) ``episodes_per_task``
+        times; return success rate, mean return, episode length and retrieval fraction.
+
+        The library is used when retrieval is active at ``iteration`` and ``retrieval.in_eval``;
+        ``evolve(library_copy, rollout)`` runs after each wave when given (test-time evolution).
+        """
+        cfg = self.config
+        tasks = self.tasks.tasks(split)
+        if max_tasks:
+            tasks = tasks[:max_tasks]
+        if not tasks:
+            return {"split": split, "greedy": greedy, "episodes": 0, "success": 0.0, "return": 0.0}
+        specs = [
+            EpisodeSpec(group=g, options=task.options, task_id=task.name)
+            for g, task in enumerate(tasks)
+            for _ in range(episodes_per_task)
+        ]
+        venv = self._venv(split, len(specs))
+        gen = torch.Generator().manual_seed(setup.mix(cfg.train.seed, iteration, split, greedy))
+        use_library = cfg.retrieval.in_eval and cfg.retrieval.active(
+            iteration, len(library), evaluating=True
+        )
+        episodes, rows, retrieved = [], 0, 0
+        with memory_copies(clusterer, library) as (clusterer_copy, library_copy):
+            for lo in range(0, len(specs), venv.num_envs):
+                rollout = play(
+                    venv,
+                    specs[lo : lo + venv.num_envs],
+                    clusterer=clusterer_copy,
+                    library=library_copy if use_library else None,
+                    generator=gen,
+                    greedy=greedy,
+                    seed=setup.mix(cfg.train.seed, lo, split) & 0x7FFFFFFF,
+                )
+                episodes.extend(rollout.episodes)
+                rows += len(rollout)
+                retrieved += sum(1 for r in rollout.retrieved if r)
+                if evolve is not None:
+                    evolve(library_copy, rollout)
+        return {
+            "split": split,
+            "greedy": greedy,
+            "episodes": len(episodes),
+            "success": float(np.mean([e.won for e in episodes])),
+            "return": float(np.mean([e.total_reward for e in episodes])),
+            "episode_length": float(np.mean([len(e) for e in episodes])),
+            "retrieval_fraction": retrieved / max(rows, 1),
+        }
+
+    def _venv(self, split: str, episodes: int) -> SleaVectorEnv:
+        if split == "train" and self.train_venv is not None:
+            return self.train_venv
+        if split not in self.venvs:
+            r = self.config.rollout
+            size = min(episodes, r.tasks_per_iteration * r.group_size)
+            self.venvs[split] = setup.make_venv(self.config, self.tasks, split, size)
+        return self.venvs[split]
+
+    def close(self) -> None:
+        """Close the evaluation vector envs (not the training one)."""
+        for venv in self.venvs.values():
+            venv.close()
+        self.venvs.clear()
+
+
+__all__ = ["Evaluator", "Play", "memory_copies"]
