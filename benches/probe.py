@@ -45,13 +45,13 @@ def _decision_steps(trainer: Any, split: str, rounds: int, seed: int) -> list[An
     from slea.rollout import EpisodeSpec
 
     policy = trainer.policy
-    tasks = trainer._tasks(split)
+    tasks = [(t.name, dict(t.options)) for t in trainer.tasks.tasks(split)]
     augment = split == "train" and trainer.config.env.games.compass_augment
     rng = random.Random(seed)
-    games = trainer.games[split]
+    games = trainer.tasks.games[split]
     group = trainer.config.rollout.group_size
     per_wave = max(1, trainer.venv.num_envs // group)
-    venv = trainer.venv if split == "train" else trainer._eval_venv(split, per_wave * group)
+    venv = trainer.evaluator._venv(split, per_wave * group)
     labelled = []
     for r in range(rounds):
         for lo in range(0, len(tasks), per_wave):
@@ -64,7 +64,9 @@ def _decision_steps(trainer: Any, split: str, rounds: int, seed: int) -> list[An
                 for _ in range(group)
             ]
             gen = torch.Generator().manual_seed(seed * 1000 + r * 100 + lo)
-            ro = trainer._collect(specs, venv, trainer.clusterer, None, generator=gen, seed=lo)
+            ro = trainer._play(
+                venv, specs, clusterer=trainer.clusterer, library=None, generator=gen, seed=lo
+            )
             for row, rec in enumerate(ro.records):
                 names = [policy.tokenizer.decode(list(c[:-1])).strip() for c in rec.candidates]
                 moves = [n for n in names if n.startswith("go ")]
@@ -170,7 +172,7 @@ def main(argv: list[str]) -> int:
                     }
                 )
                 print(rows[-1], flush=True)
-        games = {s: len(trainer.games[s]) for s in ("train", "test")}
+        games = {s: len(trainer.tasks.tasks(s)) for s in ("train", "test")}
     payload = {
         "machine": machine(),
         "overrides": args.overrides,
