@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "library": ("slea.experience.cli", "show, export, import or summarise an experience library"),
     "envs": ("slea.envs.cli", "list environments or generate TextWorld games"),
     "bench": ("slea.cli_bench", "run a benchmark (same as python -m benches NAME)"),
+    "models": ("slea.models.cli", "list, fetch or convert pretrained models (GGUF -> HF)"),
 }
 
 
