@@ -261,8 +261,22 @@ def test_bad_input_errors_name_the_fix(trained: Path, tmp_path: Path) -> None:
         Trainer(
             tiny_config(tmp_path / "d", "env.id=slea/Sokoban-v0", "env.games.compass_augment=true")
         )
+    with pytest.raises(ConfigError, match=r"env\.id: 'slea/Sokoban-v0' gives no training tasks"):
+        Trainer(tiny_config(tmp_path / "e", "env.id=slea/Sokoban-v0"))
+    with pytest.raises(
+        ConfigError, match=r"model\.preset: unknown model preset 'nope'; known presets: smollm2"
+    ):
+        Trainer(tiny_config(tmp_path / "f", "model.preset=nope"))
+    with pytest.raises(ConfigError, match=r"model\.preset: give model\.path or model\.preset"):
+        Trainer(tiny_config(tmp_path / "g", "model.preset=smollm2-135m-instruct", "model.path=x"))
+    with pytest.MonkeyPatch.context() as mp:  # an empty model cache
+        mp.setenv("SLEA_CACHE", str(tmp_path / "empty-cache"))
+        with pytest.raises(
+            ConfigError, match=r"model\.preset: .*slea models fetch smollm2-135m-instruct"
+        ):
+            Trainer(tiny_config(tmp_path / "h", "model.preset=smollm2-135m-instruct"))
     # a failed start leaves no half-made run behind
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    assert not any((tmp_path / name).exists() for name in "abcdefgh")
     with pytest.raises(
         ConfigError, match=r"already holds a run; resume it with `slea train --resume"
     ):

@@ -19,7 +19,14 @@ import importlib
 from typing import Any
 
 from slea._core import __version__
-from slea.errors import ConfigError, EnvError, MissingExtraError, SleaError, SnapshotError
+from slea.errors import (
+    ConfigError,
+    EnvError,
+    MissingExtraError,
+    ModelFileError,
+    SleaError,
+    SnapshotError,
+)
 
 # name -> module that defines it; resolved on first attribute access.
 _LAZY: dict[str, str] = {
@@ -56,6 +63,7 @@ __all__ = [
     "ConfigError",
     "EnvError",
     "MissingExtraError",
+    "ModelFileError",
     "SleaError",
     "SnapshotError",
     "__version__",

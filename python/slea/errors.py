@@ -18,6 +18,11 @@ class EnvError(SleaError):
     """An environment failed or is misconfigured (missing data, missing package, dead worker)."""
 
 
+class ModelFileError(SleaError, ValueError):
+    """A model file is missing, corrupt, truncated, unsupported or fails its checksum; the message
+    names the file and the fix."""
+
+
 class MissingExtraError(SleaError, ImportError):
     """A feature needs an optional dependency that is not installed; the message names the extra."""
 
@@ -34,4 +39,12 @@ def require(module: str, extra: str, feature: str) -> object:
         ) from exc
 
 
-__all__ = ["ConfigError", "EnvError", "MissingExtraError", "SleaError", "SnapshotError", "require"]
+__all__ = [
+    "ConfigError",
+    "EnvError",
+    "MissingExtraError",
+    "ModelFileError",
+    "SleaError",
+    "SnapshotError",
+    "require",
+]

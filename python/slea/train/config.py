@@ -81,6 +81,9 @@ class ModelConfig:
 
     path: str = ""
     """Local Hugging Face model directory; empty builds a tiny random model (see ``tiny``)."""
+    preset: str = ""
+    """A pretrained model by name, from the model cache (``slea models list``; fetch it once with
+    ``slea models fetch NAME``), e.g. smollm2-135m-instruct. Not together with ``path``."""
     tiny: TinyModelSpec = field(default_factory=TinyModelSpec)
     """Shape of the tiny model built when ``path`` is empty (its tokenizer is trained on env texts)."""
     tokenizer_corpus_episodes: int = 4
@@ -101,6 +104,11 @@ class ModelConfig:
             self.dtype in ("float32", "bfloat16", "float16"),
             "model.dtype",
             f"must be float32, bfloat16 or float16, got {self.dtype!r}",
+        )
+        _check(
+            not (self.path and self.preset),
+            "model.preset",
+            f"give model.path or model.preset, not both (path {self.path!r}, preset {self.preset!r})",
         )
         _check(self.lora_r >= 0, "model.lora_r", "must be >= 0")
         _check(

@@ -49,13 +49,19 @@ def check_env_id(env_id: str) -> None:
         )
 
 
-def check_model_path(cfg: TrainConfig) -> None:
-    """Raise ConfigError naming the fix if ``model.path`` is set but is not a model directory."""
+def model_dir(cfg: TrainConfig) -> Path | None:
+    """The pretrained model directory of ``model.path`` or ``model.preset`` (checked, so a
+    missing one is a ConfigError naming the key and the fix), or None for a tiny model."""
+    if cfg.model.preset:
+        from slea.models import resolve_preset
+
+        return resolve_preset(cfg.model.preset)
     if cfg.model.path and not (Path(cfg.model.path) / "config.json").is_file():
         raise ConfigError(
             f"model.path: {cfg.model.path!r} is not a model directory (no config.json); give a "
             "local Hugging Face model directory, or leave model.path empty to build a tiny model"
         )
+    return Path(cfg.model.path) if cfg.model.path else None
 
 
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:

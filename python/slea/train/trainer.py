@@ -86,7 +86,7 @@ class Trainer:
         self.run_dir = Path(cfg.run.dir)
         self.rank, self.world = distributed.init_distributed()
         setup.check_env_id(cfg.env.id)
-        setup.check_model_path(cfg)
+        self.model_dir = setup.model_dir(cfg)
         torch.set_num_threads(cfg.train.threads)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
@@ -125,8 +125,8 @@ class Trainer:
                 cfg, self.tasks, "train", r.tasks_per_iteration * r.group_size
             )
         self.evaluator = Evaluator(cfg, self.tasks, self.venv)
-        init = Path(cfg.model.path) if cfg.model.path else self.run_dir / "model_init"
-        if not cfg.model.path and not (init / "config.json").is_file():
+        init = self.model_dir or self.run_dir / "model_init"
+        if self.model_dir is None and not (init / "config.json").is_file():
             if self.rank == 0:  # a tiny model with a tokenizer trained on the training tasks
                 from slea.policy.tiny import build_tiny
 
