@@ -295,6 +295,7 @@ class ALFWorldEnv(TextEnv):
     """
 
     reset_option_keys = ("task_id", "game")
+    refused_action_feedback = "Nothing happens."
 
     def __init__(
         self,

@@ -302,6 +302,7 @@ _FEEDBACK = {
     )
 }
 _NO_MOVE = ("wall", "blocked")
+_NOT_A_MOVE = "That is not a move: use up, down, left or right."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +327,7 @@ class SokobanEnv(TextEnv):
     """
 
     reset_option_keys = ("task_id", "level")
+    refused_action_feedback = _NOT_A_MOVE
 
     def __init__(
         self,
@@ -400,6 +402,10 @@ class SokobanEnv(TextEnv):
             )
         self._boxes, self._player, outcome = move(self.level, self._boxes, self._player, direction)
         return self._transition(_FEEDBACK[outcome][direction], invalid=outcome in _NO_MOVE)
+
+    def _refuse_action(self, action: str) -> Transition:
+        """A refused action leaves the level as it is; the grid is shown as after any move."""
+        return self._transition(self.refused_action_feedback, invalid=True)
 
     def _transition(self, feedback: str, *, invalid: bool) -> Transition:
         assert self.level is not None

@@ -450,6 +450,7 @@ class TextWorldEnv(TextEnv):
     """
 
     reset_option_keys = ("task_id", "game", "compass")
+    refused_action_feedback = _REFUSED_TEXT
 
     def __init__(
         self,
