@@ -599,8 +599,8 @@ class SleaVectorEnv(VectorEnv[Any, Any, Any]):
             again = _reason(status, payload)
             self._restart(index, again)
             if status == "died":
-                exc = EnvError(f"env {index} died twice in reset: {reason}; then {again}")
-                payload = (exc, "")
+                twice = EnvError(f"env {index} died twice in reset: {reason}; then {again}")
+                payload = (twice, "")
             status = "error"
         return status, payload
 
