@@ -18,7 +18,7 @@ Bounds (``ValueError`` naming the argument outside them): generated rooms are ``
 at least ``3 * num_boxes + 3`` interior cells; the generator's effort ``max_states`` is
 ``MIN_STATES``-``MAX_STATES`` (100-100,000). A level takes at most a few seconds to generate
 within them (12x12 with 4 boxes and ``max_states=100_000``: 1.2-1.4 s on average and 3 s at
-worst over 20 seeds, one core), and about 0.5 kB of memory per searched state. A level drawn in text
+worst over 20 seeds, one core, and about 30 MB of memory). A level drawn in text
 (``options={"level": text}``) may have up to ``MAX_LEVEL_TEXT_SIZE`` (64) rows and columns. Cells
 outside the grid count as walls, so a level drawn without an outer wall is still safe to play.
 
