@@ -13,21 +13,28 @@ Every env follows the contract of :mod:`slea.envs.base` (string observations and
 ``info`` keys, ``reward_mode``, ``options={"task_id": i}``). ``make_vec(env_id, num_envs, **kw)``
 (:mod:`slea.envs.vector`) gives the lock-step, crash-recovering vector env the trainer uses.
 
-Registration is lazy so that ``import slea`` stays light: the ids are registered as soon as
-gymnasium is imported (right away when it already is). Nothing here imports gymnasium,
-textworld or the other env packages at import time.
+The ids are registered with ``gymnasium.register`` when ``slea`` or ``slea.envs`` is imported
+(gymnasium, a core dependency, is imported then; torch, textworld and the other env packages
+are not: an env's module is imported by ``gymnasium.make``). Import ``slea.envs`` and keep the
+import with gymnasium's own idiom, a no-op that tells linters the module is used::
+
+    import gymnasium
+    import slea.envs
+
+    gymnasium.register_envs(slea.envs)
+    env = gymnasium.make("slea/Sokoban-v0")
+
+``register_envs()`` registers the ids again where they are missing (idempotent).
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import importlib.util
-import sys
 import threading
 from dataclasses import dataclass
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+import gymnasium
 
 if TYPE_CHECKING:
     from slea.envs.vector import SleaVectorEnv
@@ -72,75 +79,22 @@ ENVS: dict[str, EnvEntry] = {
 }
 
 _lock = threading.Lock()
-_registered = False
 
 
-def _register_now(gym: Any) -> None:
-    global _registered
+def register_envs() -> None:
+    """Register slea's env ids with gymnasium where they are not registered (idempotent).
+
+    Importing ``slea.envs`` calls it; call it again after removing an id from
+    ``gymnasium.registry``. Imports no env package.
+    """
     with _lock:
-        if _registered:
-            return
         for env_id, entry in ENVS.items():
-            if env_id not in gym.registry:
-                gym.register(
+            if env_id not in gymnasium.registry:
+                gymnasium.register(
                     id=env_id,
                     entry_point=entry.entry_point,
                     max_episode_steps=entry.max_episode_steps,
                 )
-        _registered = True
-
-
-class _GymnasiumHook(importlib.abc.MetaPathFinder):
-    """Registers slea's ids right after ``import gymnasium`` finishes (then removes itself)."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "gymnasium":
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                spec.loader = _RegisteringLoader(spec.loader)
-                return spec
-        return None
-
-
-class _RegisteringLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any) -> None:
-        self._loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        module.__loader__ = self._loader
-        if module.__spec__ is not None:
-            module.__spec__.loader = self._loader
-        self._loader.exec_module(module)
-        _remove_hook()
-        _register_now(module)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
-
-
-def _remove_hook() -> None:
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _GymnasiumHook)]
-
-
-def register_envs() -> None:
-    """Register slea's environment ids with gymnasium (idempotent, imports nothing heavy).
-
-    If gymnasium is already imported the ids are registered now; otherwise an import hook
-    registers them as soon as ``import gymnasium`` completes.
-    """
-    gym = sys.modules.get("gymnasium")
-    if gym is not None and hasattr(gym, "register"):
-        _register_now(gym)
-        _remove_hook()
-    elif not any(isinstance(f, _GymnasiumHook) for f in sys.meta_path):
-        sys.meta_path.insert(0, _GymnasiumHook())
 
 
 def missing_requirements(env_id: str) -> list[str]:
@@ -181,3 +135,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ENVS", "EnvEntry", "make_vec", "missing_requirements", "register_envs", *sorted(_LAZY)]
+
+register_envs()
