@@ -201,11 +201,53 @@ def test_ids_registered_whichever_is_imported_first(first: str) -> None:
     assert out.stdout.strip() == str(sorted(ENVS)), out.stderr
 
 
-def test_import_slea_does_not_import_gymnasium() -> None:
-    """Registration waits for gymnasium's import (an import hook) instead of forcing it."""
-    code = "import sys, slea; print('gymnasium' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", "something in `import slea` now imports gymnasium"
+def test_import_slea_registers_the_ids_plainly_and_stays_light() -> None:
+    """``import slea`` registers the ids with gymnasium.register (no import hook left in
+    sys.meta_path) and imports neither torch nor an env package."""
+    code = (
+        "import sys, slea\n"
+        "heavy = [m for m in ('torch', 'transformers', 'textworld', 'scienceworld', "
+        "'fast_downward', 'slea.envs.sokoban') if m in sys.modules]\n"
+        "assert heavy == [], heavy\n"
+        "finders = [type(f).__module__ for f in sys.meta_path]\n"
+        "assert not any(m.startswith('slea') for m in finders), finders\n"
+        "import gymnasium\n"
+        "print(sorted(k for k in gymnasium.registry if k.startswith('slea/')))\n"
+        "env = gymnasium.make('slea/Sokoban-v0', num_boxes=1)\n"
+        "assert '$' in env.reset(seed=0)[0]\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(sorted(ENVS))
+
+
+def test_gymnasium_register_envs_idiom() -> None:
+    code = (
+        "import gymnasium\n"
+        "import slea.envs\n"
+        "gymnasium.register_envs(slea.envs)\n"
+        "env = gymnasium.make('slea/Sokoban-v0', max_episode_steps=3)\n"
+        "env.reset(seed=0)\n"
+        "print([env.step('xyzzy')[3] for _ in range(3)])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[False, False, True]"
+
+
+def test_register_envs_is_idempotent_and_restores_a_removed_id() -> None:
+    spec = gymnasium.spec("slea/Sokoban-v0")
+    register_envs()
+    register_envs()
+    assert gymnasium.spec("slea/Sokoban-v0") is spec  # registered ids are left alone
+    del gymnasium.registry["slea/Sokoban-v0"]
+    try:
+        register_envs()
+        again = gymnasium.spec("slea/Sokoban-v0")
+        assert again.entry_point == spec.entry_point
+        assert again.max_episode_steps == spec.max_episode_steps
+    finally:
+        gymnasium.registry.setdefault("slea/Sokoban-v0", spec)
 
 
 def test_cli_envs_list(capsys: pytest.CaptureFixture[str]) -> None:

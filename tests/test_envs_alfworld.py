@@ -8,6 +8,7 @@ game.tw-pddl}, including one unsolvable game and one movable-receptacle game the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -117,6 +118,62 @@ def test_reset_to_game_path_and_explicit_games(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         ALFWorldEnv(games=[tmp_path / "game.tw-pddl"])
     assert ALFWorldEnv(ALFWORLD_DATA, max_games=1).num_tasks == 1
+
+
+def _mangled(game: Path, what: str) -> bytes:
+    data = json.loads(game.read_text())
+    if what == "garbage domain":
+        data["pddl_domain"] = "garbage ( (("
+    elif what == "half problem":
+        data["pddl_problem"] = data["pddl_problem"][: len(data["pddl_problem"]) // 2]
+    elif what == "garbage grammar":
+        data["grammar"] = "garbage ( (("
+    else:
+        raise ValueError(what)
+    return json.dumps(data).encode()
+
+
+# Before: JSONDecodeError, UnicodeDecodeError, KeyError: 'pddl_domain', AttributeError, or a
+# ParseError that also broke the env for the next reset of a good game.
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"not json", "is not readable JSON"),
+        (b"\xff\xfe", "is not readable JSON"),
+        (b"[1]", "holds a JSON list, not an object"),
+        (b"{}", r"is not an ALFWorld game .*\['pddl_domain', 'pddl_problem', 'grammar'\]"),
+        (b'{"pddl_domain": 3, "pddl_problem": "", "grammar": ""}', r"\['pddl_domain'\] missing"),
+        ("garbage domain", r"textworld cannot load it \(ParseError"),
+        ("half problem", r"textworld cannot load it \(ParseError"),
+        ("garbage grammar", "textworld cannot load it"),
+    ],
+)
+def test_damaged_game_file_is_an_env_error_and_the_env_goes_on(
+    tmp_path: Path, content: bytes | str, match: str
+) -> None:
+    good = find_games(ALFWORLD_DATA, "train")[0]
+    bad = tmp_path / "game.tw-pddl"
+    bad.write_bytes(content if isinstance(content, bytes) else _mangled(good, content))
+    env = ALFWorldEnv(games=[good, bad])
+    _, info = env.reset(options={"task_id": 0})
+    with pytest.raises(EnvError, match=re.escape(str(bad)) + ".*" + match):
+        env.reset(options={"task_id": 1})
+    _, again = env.reset(options={"task_id": 0})
+    assert again["state_key"] == info["state_key"]
+    total, terminated, _ = play(env, again["walkthrough"])
+    assert terminated and total == 1.0
+
+
+@pytest.mark.parametrize("name", ["traj_data.json", "game.tw-pddl"])
+def test_damaged_json_in_the_data_is_an_env_error_naming_it(tmp_path: Path, name: str) -> None:
+    shutil.copytree(ALFWORLD_DATA / "json_2.1.1" / "valid_seen", tmp_path / "valid_seen")
+    damaged = next((tmp_path / "valid_seen").rglob(name))
+    damaged.write_text('{"task_type": ')
+    with pytest.raises(EnvError, match=re.escape(str(damaged)) + " is not readable JSON"):
+        find_games(tmp_path, "valid_seen")
+    damaged.write_text("[]")
+    with pytest.raises(EnvError, match="holds a JSON list"):
+        find_games(tmp_path, "valid_seen")
 
 
 def test_data_dir_may_point_at_json_folder(tmp_path: Path) -> None:

@@ -46,6 +46,17 @@ def test_walkthrough_wins_with_contract_info(env: ScienceWorldEnv) -> None:
     assert not last["invalid_action"]
 
 
+@pytest.mark.timeout(300, method="thread")
+def test_control_characters_never_reach_the_simulator(env: ScienceWorldEnv) -> None:
+    _, info = env.reset(options={"task_id": 0})
+    for action in ("look\x00around", "look around\x11", "\x7f", "go\tto hallway", "x\ud800"):
+        obs, reward, terminated, _, bad = env.step(action)
+        assert bad["invalid_action"] and obs == "No known action matches that input."
+        assert bad["state_key"] == info["state_key"] and reward == 0.0 and not terminated
+    *_, ok = env.step("  look around\n")  # surrounding whitespace is stripped, not refused
+    assert not ok["invalid_action"]
+
+
 @pytest.mark.slow
 def test_dense_reward_is_score_increments(env: ScienceWorldEnv) -> None:
     env.reward_mode = "dense"

@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 
 from slea.envs.sokoban import (
     DIRECTIONS,
+    MAX_BOXES,
+    MAX_LEVEL_TEXT_SIZE,
+    MAX_SIZE,
+    MAX_STATES,
     Level,
     SokobanEnv,
     SokobanState,
@@ -136,6 +140,115 @@ def test_generator_validates_arguments() -> None:
         generate_level(0, width=5, height=5, num_boxes=3)
     with pytest.raises(TypeError, match="width"):
         SokobanEnv(width=7.5)  # type: ignore[arg-type]
+
+
+# Before the bounds, width=height=10000 ran for minutes and took gigabytes (60x60: 16 s a level).
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"width": 10_000, "height": 10_000}, ValueError, r"width must be in \[5, 12\]"),
+        ({"width": 60, "height": 60}, ValueError, r"width must be in \[5, 12\].*got 60"),
+        ({"height": MAX_SIZE + 1}, ValueError, r"height must be in \[5, 12\]"),
+        ({"height": -3}, ValueError, "height"),
+        ({"num_boxes": MAX_BOXES + 1, "width": 12, "height": 12}, ValueError, "num_boxes"),
+        ({"num_boxes": 0}, ValueError, "num_boxes"),
+        ({"num_boxes": 4, "width": 5, "height": 6}, ValueError, "too small for 4 boxes"),
+        ({"max_states": MAX_STATES + 1}, ValueError, r"max_states must be in \[100, 100000\]"),
+        ({"max_states": 99}, ValueError, "max_states"),
+        ({"max_states": 1e9}, TypeError, "max_states must be an int"),
+        ({"num_levels": 0}, ValueError, "num_levels"),
+        ({"num_levels": 2.5}, TypeError, "num_levels must be an int"),
+        ({"width": True}, TypeError, "width must be an int"),
+    ],
+)
+def test_generator_settings_are_bounded(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        SokobanEnv(**kwargs)
+    with pytest.raises(error, match=match):
+        gymnasium.make("slea/Sokoban-v0", **kwargs)
+    level_kwargs = {k: v for k, v in kwargs.items() if k != "num_levels"}
+    if level_kwargs:
+        with pytest.raises(error, match=match):
+            generate_level(0, **level_kwargs)
+
+
+@given(
+    width=st.integers(-(2**40), 2**40),
+    height=st.integers(-(2**40), 2**40),
+    num_boxes=st.integers(-5, 50),
+    max_states=st.integers(-(2**40), 2**40),
+)
+def test_out_of_bounds_settings_name_the_argument(
+    width: int, height: int, num_boxes: int, max_states: int
+) -> None:
+    try:
+        SokobanEnv(width=width, height=height, num_boxes=num_boxes, max_states=max_states)
+    except ValueError as exc:
+        assert any(name in str(exc) for name in ("width", "height", "num_boxes", "max_states"))
+        return
+    assert 5 <= width <= MAX_SIZE and 5 <= height <= MAX_SIZE
+    assert 1 <= num_boxes <= MAX_BOXES and 100 <= max_states <= MAX_STATES
+
+
+def test_level_at_the_max_bounds_generates() -> None:
+    level = generate_level(0, width=MAX_SIZE, height=MAX_SIZE, num_boxes=MAX_BOXES)
+    assert len(level.boxes) == MAX_BOXES and level.solution
+    with pytest.raises(ValueError, match="raise max_states"):  # too little effort: said so
+        generate_level(0, width=MAX_SIZE, height=MAX_SIZE, num_boxes=MAX_BOXES, max_states=100)
+
+
+def test_level_option_is_bounded_and_checked() -> None:
+    env = SokobanEnv()
+    n = MAX_LEVEL_TEXT_SIZE + 1
+    big = "\n".join(["@$." + " " * (n - 3)] + ["#" * n] * (n - 1))
+    with pytest.raises(ValueError, match=r"options\['level'\]: level text has 65 rows"):
+        env.reset(options={"level": big})
+    with pytest.raises(ValueError, match=r"options\['level'\].*unknown symbol"):
+        env.reset(options={"level": "#@$.X"})
+    with pytest.raises(TypeError, match=r"options\['level'\] must be"):
+        env.reset(options={"level": 5})
+    edge = "\n".join(["@$." + " " * 61] + ["#" * 64] * 63)
+    assert env.reset(options={"level": edge})[1]["task_id"] == -1  # 64 x 64 is fine
+
+
+def test_a_level_without_outer_wall_keeps_the_player_inside() -> None:
+    """Cells outside the grid are walls: stepping off an open level raised IndexError (down) or
+    wrapped around to the other side (up, left)."""
+    env = SokobanEnv()
+    env.reset(options={"level": "@$."})
+    for action in ("down", "up", "left"):
+        obs, reward, terminated, _, info = env.step(action)
+        assert info["invalid_action"] and "wall" in obs and reward == 0.0 and not terminated
+        assert info["state_key"] == "@$."
+    level = Level.parse(" $.\n@$.")
+    _, _, outcome = move(level, level.boxes, (0, 0), "right")  # a box pushed off the edge
+    assert outcome == "pushed"
+    _, _, outcome = move(level, frozenset({(0, 2)}), (0, 1), "right")
+    assert outcome == "blocked"
+    assert env.step("right")[4]["won"]
+
+
+_CELLS = st.sampled_from(list("#. $*@+"))
+
+
+@given(
+    rows=st.lists(st.lists(_CELLS, min_size=1, max_size=6).map("".join), min_size=1, max_size=5),
+    moves=st.lists(st.sampled_from(list(DIRECTIONS)), max_size=30),
+)
+def test_any_drawn_level_plays_without_errors(rows: list[str], moves: list[str]) -> None:
+    env = SokobanEnv()
+    try:
+        env.reset(options={"level": "\n".join(rows)})
+    except ValueError:
+        return  # not one player, or boxes != targets
+    assert env.level is not None
+    for action in moves:
+        _, _, terminated, _, _ = env.step(action)
+        state = env.clone_state()
+        assert 0 <= state.player[0] < env.level.height and 0 <= state.player[1] < env.level.width
+        assert all(0 <= r < env.level.height and 0 <= c < env.level.width for r, c in state.boxes)
+        if terminated:
+            break
 
 
 def test_level_parse_errors() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import gymnasium
 import hypothesis.strategies as st
@@ -126,6 +128,99 @@ def test_resolve_games_errors(tmp_path: Path, tw_games: dict[str, list[Path]]) -
     with pytest.raises(TypeError, match="games must be"):
         resolve_games(3)  # type: ignore[arg-type]
     assert set(tw_games["train"]) <= set(resolve_games(tw_games["train"][0].parent))
+
+
+# -- damaged game files -----------------------------------------------------------------------------
+def _copy_game(
+    tmp_path: Path, game: Path, name: str, z8: bytes | None = None, sidecar: bytes | None = None
+) -> Path:
+    """A copy of ``game`` as ``tmp_path/name.z8`` (+ .json), with its bytes replaced if given."""
+    out = tmp_path / f"{name}.z8"
+    out.write_bytes(game.read_bytes() if z8 is None else z8)
+    out.with_suffix(".json").write_bytes(
+        game.with_suffix(".json").read_bytes() if sidecar is None else sidecar
+    )
+    return out
+
+
+_RANDOM = bytes(range(7, 256)) * 16  # not a story: its first byte is 0x07
+
+
+@pytest.mark.parametrize(
+    ("z8", "match"),
+    [
+        (lambda g: _RANDOM, "not a Z-machine version 8 story file"),
+        (lambda g: b"", "0 bytes is too short"),
+        (lambda g: g[:40], "40 bytes is too short"),
+        (lambda g: g[:64], "truncated or damaged story file .* the file has 64"),
+        (lambda g: g[: len(g) // 2], "truncated or damaged story file"),
+    ],
+)
+def test_damaged_story_file_is_an_env_error_at_construction(
+    tmp_path: Path, tw_games: dict[str, list[Path]], z8: Any, match: str
+) -> None:
+    """Before, these reached the interpreter, which exited the process ("Fatal error: Story
+    file read error") at the first reset."""
+    game = tw_games["train"][0]
+    bad = _copy_game(tmp_path, game, "bad", z8=z8(game.read_bytes()))
+    with pytest.raises(EnvError, match=f"game {re.escape(str(bad))}: {match}"):
+        TextWorldEnv([bad])
+    with pytest.raises(EnvError, match=match):
+        TextWorldEnv([game, bad])
+
+
+@given(cut=st.integers(0, 382_000))
+def test_any_truncated_story_is_refused(tmp_path_factory: Any, cut: int) -> None:
+    game = coin_games()["train"][0]
+    data = game.read_bytes()
+    bad = _copy_game(
+        tmp_path_factory.mktemp("cut"), game, "cut", z8=data[: min(cut, len(data) - 1)]
+    )
+    with pytest.raises(EnvError, match="story"):
+        resolve_games([bad])
+
+
+# The issue's case: a random-bytes .z8 with a `{}` sidecar gave KeyError: 'KB'.
+@pytest.mark.parametrize(
+    ("z8", "sidecar", "match"),
+    [
+        (_RANDOM, b"{}", "not a Z-machine version 8 story file"),
+        (None, b"{}", r"is not a TextWorld game description \(KeyError: 'KB'\)"),
+        (None, b"not json {", "is not readable JSON"),
+        (None, b"", "is not readable JSON"),
+        (None, b"\xff\xfe garbage", "is not readable JSON"),
+        (None, b"[1, 2]", "is not a TextWorld game description"),
+        (None, b'{"KB": 3}', "is not a TextWorld game description"),
+    ],
+)
+def test_damaged_sidecar_is_an_env_error_that_changes_nothing(
+    tmp_path: Path, tw_games: dict[str, list[Path]], z8: bytes | None, sidecar: bytes, match: str
+) -> None:
+    game = tw_games["train"][0]
+    bad = _copy_game(tmp_path, game, "bad", z8=z8, sidecar=sidecar)
+    with pytest.raises(EnvError, match=re.escape(str(bad)) + ".*" + match):
+        TextWorldEnv([bad]).reset(options={"task_id": 0})
+    env = TextWorldEnv([game])  # an ad-hoc damaged game fails the same way, leaving env as is
+    _, info = env.reset(options={"task_id": 0})
+    with pytest.raises(EnvError, match=match):
+        env.reset(options={"game": bad})
+    _, again = env.reset(options={"task_id": 0})
+    assert again["game"] == info["game"] and again["state_key"] == info["state_key"]
+    total, terminated, _ = play(env, again["walkthrough"])
+    assert terminated and total == 1.0
+
+
+def test_damaged_story_body_is_refused_before_the_interpreter(
+    tmp_path: Path, tw_games: dict[str, list[Path]]
+) -> None:
+    """A changed byte past the header: its checksum no longer matches (reset raises)."""
+    game = tw_games["train"][0]
+    data = bytearray(game.read_bytes())
+    data[len(data) // 3] ^= 0x5A
+    bad = _copy_game(tmp_path, game, "flipped", z8=bytes(data))
+    env = TextWorldEnv([bad])
+    with pytest.raises(EnvError, match=r"damaged story file .*checksum"):
+        env.reset(options={"task_id": 0})
 
 
 # -- playing --------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import gymnasium
@@ -22,11 +24,25 @@ from slea.errors import EnvError
 
 
 class Faulty(gymnasium.Wrapper):
-    """Sokoban whose step raises on "crash", hangs on "hang" and kills itself on "die"."""
+    """Sokoban whose step raises on "crash", calls sys.exit on "exit", hangs on "hang" and kills
+    itself on "die"; ``reset(options={"crash": path, ...})`` raises while the file ``path``
+    exists and deletes it (a crash that a rebuilt env does not repeat), or always for "always".
+    """
+
+    def reset(self, *, seed: Any = None, options: Any = None) -> Any:
+        options = dict(options or {})
+        token = options.pop("crash", None)
+        if token == "always" or (token is not None and os.path.exists(token)):
+            if token != "always":
+                os.unlink(token)
+            raise RuntimeError("boom: the simulator crashed in reset")
+        return self.env.reset(seed=seed, options=options)
 
     def step(self, action: Any) -> Any:
         if action == "crash":
             raise RuntimeError("boom: the simulator crashed")
+        if action == "exit":
+            sys.exit(3)
         if action == "hang":
             time.sleep(60)
         if action == "die":
@@ -213,6 +229,48 @@ def test_env_exception_truncates_and_restarts(mode: str) -> None:
         assert venv.restarts == [0, 1, 0]
         assert list(venv.active) == [True, False, True]
         _, infos = venv.reset(options=tasks(2, 2, 2))
+        assert (play_walkthroughs(venv, infos) == 1.0).all()
+    finally:
+        venv.close()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_sys_exit_in_step_truncates_and_restarts(mode: str) -> None:
+    venv = SleaVectorEnv([faulty_sokoban] * 2, mode=mode)
+    try:
+        venv.reset(options=tasks(2, 2))
+        _, _, terminated, truncated, infos = venv.step(["exit", "up"])
+        assert truncated.tolist() == [True, False] and not terminated.any()
+        assert "SystemExit: 3" in unbatch_infos(infos, 2)[0]["env_error"]
+        assert venv.restarts == [1, 0] and list(venv.active) == [False, True]
+        _, infos = venv.reset(options=tasks(2, 2))
+        assert (play_walkthroughs(venv, infos) == 1.0).all()
+    finally:
+        venv.close()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_env_exception_in_reset_rebuilds_and_retries(mode: str, tmp_path: Path) -> None:
+    token = tmp_path / "crash-once"
+    token.touch()
+    venv = SleaVectorEnv([faulty_sokoban] * 2, mode=mode)
+    try:
+        options = {"env_options": [{"task_id": 4}, {"task_id": 4, "crash": str(token)}]}
+        obs, infos = venv.reset(options=options)
+        assert not token.exists()  # env 1 did crash once
+        assert venv.restarts == [0, 1] and venv.active.all()
+        assert obs[0] == obs[1] and infos["task_id"].tolist() == [4, 4]
+        assert (play_walkthroughs(venv, infos) == 1.0).all()
+        # a crash the rebuilt env repeats is raised (with its type); the env is rebuilt again
+        options = {"env_options": [{"task_id": 4}, {"task_id": 4, "crash": "always"}]}
+        with pytest.raises(RuntimeError, match="crashed in reset"):
+            venv.reset(options=options)
+        assert venv.restarts == [0, 3] and list(venv.active) == [True, False]
+        # an argument mistake is raised at once: no restart
+        with pytest.raises(ValueError, match="task_id"):
+            venv.reset(options=tasks(0, 99))
+        assert venv.restarts == [0, 3]
+        _, infos = venv.reset(options=tasks(4, 4))
         assert (play_walkthroughs(venv, infos) == 1.0).all()
     finally:
         venv.close()

@@ -84,12 +84,5 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def _register_envs() -> None:
-    try:
-        from slea.envs import register_envs
-    except ImportError:  # pragma: no cover - envs package is part of the distribution
-        return
-    register_envs()
-
-
-_register_envs()
+# Importing slea.envs registers slea's gymnasium ids (slea/TextWorld-v0, ...).
+importlib.import_module("slea.envs")

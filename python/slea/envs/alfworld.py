@@ -130,15 +130,28 @@ def _scan(root: str, types: tuple[str, ...]) -> tuple[str, ...]:
             continue
         if "movable" in dirpath or "Sliced" in dirpath:
             continue
-        with open(os.path.join(dirpath, "traj_data.json")) as f:
-            if json.load(f).get("task_type") not in types:
-                continue
+        if _read_json(Path(dirpath, "traj_data.json")).get("task_type") not in types:
+            continue
         game = os.path.join(dirpath, "game.tw-pddl")
-        with open(game) as f:
-            if not json.load(f).get("solvable"):
-                continue
+        if not _read_json(Path(game)).get("solvable"):
+            continue
         found.append(game)
     return tuple(sorted(found))
+
+
+_GAME_KEYS = ("pddl_domain", "pddl_problem", "grammar")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``EnvError`` naming the file and what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise EnvError(f"ALFWorld file {path} is not readable JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise EnvError(f"ALFWorld file {path} holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def demangle_names(ids: Iterable[str]) -> dict[str, str]:
@@ -295,6 +308,7 @@ class ALFWorldEnv(TextEnv):
     """
 
     reset_option_keys = ("task_id", "game")
+    refused_action_feedback = "Nothing happens."
 
     def __init__(
         self,
@@ -345,9 +359,17 @@ class ALFWorldEnv(TextEnv):
         if not game.is_file():
             raise FileNotFoundError(f"options['game']: no such game file: {game}")
         self._load(game)
+        try:
+            with _pddl_calls():
+                state = self._env.reset()
+        except Exception as exc:
+            # A PDDL text the planner cannot parse or translate leaves the planner unusable
+            # (the next reset of any game fails the same way): start from a fresh one.
+            self._env, self._game = None, None
+            raise EnvError(
+                f"game {game}: textworld cannot start it ({type(exc).__name__}: {exc})"
+            ) from exc
         self.task_id = task_id
-        with _pddl_calls():
-            state = self._env.reset()
         text = str(state["feedback"]).replace(_WELCOME, "").strip()
         self.task = ""
         for line in text.splitlines():
@@ -383,10 +405,21 @@ class ALFWorldEnv(TextEnv):
             from textworld.envs import PddlEnv
 
             self._env = PddlEnv(self._tw_module.EnvInfos(admissible_commands=True, won=True))
-        with open(game) as f:
-            data = json.load(f)
-        with _pddl_calls():
-            self._env.load(data)
+        data = _read_json(game)
+        missing = [k for k in _GAME_KEYS if not isinstance(data.get(k), str)]
+        if missing:
+            raise EnvError(
+                f"game {game} is not an ALFWorld game (a .tw-pddl file): {missing} missing or "
+                "not text"
+            )
+        try:
+            with _pddl_calls():
+                self._env.load(data)
+        except Exception as exc:  # a parse error of the grammar or the PDDL text, ...
+            self._env, self._game = None, None  # the planner holds a half-loaded game
+            raise EnvError(
+                f"game {game}: textworld cannot load it ({type(exc).__name__}: {exc})"
+            ) from exc
         # Demangle the display names (textworld's PddlEnv shows raw PDDL ids).
         infos = self._env._entity_infos
         self._names = demangle_names(infos)

@@ -1,4 +1,4 @@
-"""The contract every slea text environment follows (``TextEnv``), and its text space.
+r"""The contract every slea text environment follows (``TextEnv``), and its text space.
 
 A slea env is a ``gymnasium.Env[str, str]``: the observation and the action are plain strings.
 ``reset(seed=..., options=...)`` returns ``(observation, info)``; ``step(action)`` returns
@@ -27,14 +27,26 @@ An action the env does not understand is not an exception: the game's feedback c
 ``invalid_action=True``. A non-str action raises ``TypeError``. ``reset(seed=s)`` is
 reproducible: the same seed picks the same task and gives the same observations. Every env takes
 ``options={"task_id": i}`` in ``reset`` to play task ``i`` (a game, a variation, a level).
+
+Actions are sanitised here, at the env boundary, for every env (a subclass's ``_step_action``
+never sees the rest): leading and trailing ASCII whitespace (space, ``\t``, ``\n``, ``\r``,
+``\v``, ``\f``) is stripped first, so a model's ``"go east\n"`` stays the command ``go east``;
+then an action that still holds a control character (C0 ``U+0000``-``U+001F``, tab and newline
+inside the text included; DEL ``U+007F``; C1 ``U+0080``-``U+009F``) or a lone surrogate
+(``U+D800``-``U+DFFF``) is refused without reaching the game: the step returns the env's
+"not available" feedback (``refused_action_feedback``) with the state, score and admissible
+actions unchanged, reward 0.0 and ``invalid_action=True``. (Some of these bytes crash or hang
+game interpreters: ``\x0e``-``\x15`` segfault Jericho's frotz, ``\x00`` hangs it.) Any other
+``str`` is passed on, and the env stays usable whatever string it was given.
 """
 
 from __future__ import annotations
 
 import operator
+import re
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import gymnasium
@@ -50,6 +62,18 @@ MAX_OBSERVATION_LENGTH = 1 << 20
 MAX_ACTION_LENGTH = 1 << 12
 
 _SAMPLE_CHARSET = string.ascii_letters + string.digits + string.punctuation + " "
+
+#: Whitespace stripped from both ends of an action before it is checked.
+ACTION_STRIP = " \t\n\r\v\f"
+#: Characters that make an action invalid: C0 controls, DEL, C1 controls, lone surrogates.
+_FORBIDDEN_IN_ACTION = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def sanitize_action(action: str) -> str | None:
+    """``action`` with leading/trailing ASCII whitespace stripped, or None when what is left
+    holds a control character (C0, DEL, C1) or a lone surrogate: an action no env accepts."""
+    action = action.strip(ACTION_STRIP)
+    return None if _FORBIDDEN_IN_ACTION.search(action) else action
 
 
 class TextSpace(Text):
@@ -103,6 +127,9 @@ class TextEnv(gymnasium.Env[str, str]):
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}  # noqa: RUF012
+    #: the observation of a refused action (see the module docstring; subclasses use their
+    #: game's own "not understood" wording).
+    refused_action_feedback: ClassVar[str] = "That command is not available."
     #: option keys ``reset`` accepts besides ``task_id`` (subclasses extend it).
     reset_option_keys: ClassVar[tuple[str, ...]] = ("task_id",)
 
@@ -169,7 +196,8 @@ class TextEnv(gymnasium.Env[str, str]):
         if self._done or self._last is None:
             raise EnvError("the episode is over (or never started): call reset() first")
         prev = self._last
-        t = self._step_action(action)
+        clean = sanitize_action(action)
+        t = self._refuse_action(action) if clean is None else self._step_action(clean)
         self._last = t
         if self.reward_mode == "sparse":
             reward = 1.0 if t.won and not prev.won else 0.0
@@ -188,6 +216,12 @@ class TextEnv(gymnasium.Env[str, str]):
         return text
 
     # -- helpers ------------------------------------------------------------------------------
+    def _refuse_action(self, action: str) -> Transition:
+        """The transition of a refused ``action``: the last state again, with
+        ``refused_action_feedback`` as the observation and ``invalid=True``."""
+        assert self._last is not None
+        return replace(self._last, observation=self.refused_action_feedback, invalid=True)
+
     def _draw_task_id(self, options: dict[str, Any]) -> int:
         return int(self.np_random.integers(self.num_tasks))
 

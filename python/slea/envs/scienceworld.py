@@ -47,6 +47,8 @@ class ScienceWorldEnv(TextEnv):
     Starting the JVM takes a few seconds; loading another variation about a second.
     """
 
+    refused_action_feedback = _NOT_UNDERSTOOD[0]
+
     def __init__(
         self,
         task_name: str = "boil",

@@ -422,7 +422,72 @@ def resolve_games(games: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                 f"games: {p} is not a TextWorld-generated game (a .z8 file with its .json "
                 "sidecar); make games with slea.envs.textworld.make_games"
             )
+        with open(p, "rb") as f:
+            _check_story_header(p, f.read(_HEADER_SIZE), p.stat().st_size)
     return items
+
+
+_HEADER_SIZE = 64
+_REMAKE = "delete it and make it again with slea.envs.textworld.make_games"
+
+
+def _check_story_header(game: Path, header: bytes, size: int) -> int:
+    """Check a .z8 story file's header against the file size; returns the story's length (bytes).
+
+    The Z-machine interpreter exits the whole process ("Fatal error: ...") on a file that is not
+    a version-8 story or is shorter than its header says, so such a file never reaches it.
+    """
+    if size < _HEADER_SIZE:
+        raise EnvError(f"game {game}: {size} bytes is too short for a Z-machine story; {_REMAKE}")
+    if header[0] != 8:
+        raise EnvError(
+            f"game {game}: not a Z-machine version 8 story file (its first byte is "
+            f"{header[0]:#04x}, a .z8 file starts with 0x08); {_REMAKE}"
+        )
+    length = int.from_bytes(header[0x1A:0x1C], "big") * 8
+    if not _HEADER_SIZE <= length <= size:
+        raise EnvError(
+            f"game {game}: truncated or damaged story file (its header says {length} bytes, "
+            f"the file has {size}); {_REMAKE}"
+        )
+    return length
+
+
+def check_game_file(game: Path) -> None:
+    """Raise ``EnvError`` naming ``game`` when its .z8 story is not whole (header, length and
+    the header's checksum) or its .json sidecar is not a TextWorld game description."""
+    import numpy as np
+
+    data = game.read_bytes()
+    length = _check_story_header(game, data[:_HEADER_SIZE], len(data))
+    stored = int.from_bytes(data[0x1C:0x1E], "big")
+    computed = int(np.frombuffer(data, np.uint8, length - _HEADER_SIZE, _HEADER_SIZE).sum())
+    if stored and stored != computed & 0xFFFF:
+        raise EnvError(
+            f"game {game}: damaged story file (checksum {stored:#06x} in its header, "
+            f"{computed & 0xFFFF:#06x} computed); {_REMAKE}"
+        )
+
+
+def _load_game_json(game: Path) -> Any:
+    """textworld's ``Game`` from the game's .json sidecar, or ``EnvError`` naming both files."""
+    from textworld.generator.game import Game
+
+    sidecar = game.with_suffix(".json")
+    try:
+        with open(sidecar, encoding="utf-8") as f:
+            data = json.load(f)
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise EnvError(
+            f"game {game}: its sidecar {sidecar} is not readable JSON ({exc}); {_REMAKE}"
+        ) from exc
+    try:
+        return Game.deserialize(data)
+    except (LookupError, TypeError, AttributeError, ValueError) as exc:
+        raise EnvError(
+            f"game {game}: its sidecar {sidecar} is not a TextWorld game description "
+            f"({type(exc).__name__}: {exc}); {_REMAKE}"
+        ) from exc
 
 
 class _GameCache:
@@ -450,6 +515,7 @@ class TextWorldEnv(TextEnv):
     """
 
     reset_option_keys = ("task_id", "game", "compass")
+    refused_action_feedback = _REFUSED_TEXT
 
     def __init__(
         self,
@@ -577,8 +643,17 @@ class TextWorldEnv(TextEnv):
         return text
 
     def _load(self, game: Path) -> None:
+        """Load ``game`` into the interpreter; a game is checked (``check_game_file``) the
+        first time, before the interpreter sees it. Raises ``EnvError`` and changes nothing
+        for a damaged game."""
         if self._game is not None and game == self._game:
             return
+        key = str(game.resolve())
+        data = self._cache.get(key)
+        if data is None:
+            check_game_file(game)
+            infos = _load_game_json(game).infos
+            data = _GameCache({k: v.name for k, v in infos.items() if v.name})
         with warnings.catch_warnings():
             # Jericho flags every TextWorld-made game as "not fully supported": textworld
             # tracks the state itself, so the warning is noise.
@@ -588,13 +663,7 @@ class TextWorldEnv(TextEnv):
             else:
                 self._tw.load(str(game))
         self._game = game
-        key = str(game.resolve())
-        data = self._cache.pop(key, None)
-        if data is None:
-            from textworld.generator.game import Game
-
-            infos = Game.load(str(game.with_suffix(".json"))).infos
-            data = _GameCache({k: v.name for k, v in infos.items() if v.name})
+        self._cache.pop(key, None)
         self._cache[key] = data
         while len(self._cache) > _GAME_CACHE_SIZE:
             self._cache.popitem(last=False)

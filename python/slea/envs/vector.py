@@ -20,8 +20,11 @@ B tasks x G rollouts in lock-step and stops stepping an episode once it has ende
   as truncated with ``info["env_error"]`` describing the failure (reward 0.0, last observation),
   and the other envs carry on. The restarted env needs a ``reset`` (the collector resets every
   env at the start of each round). A worker that fails ``max_restarts`` times raises ``EnvError``.
-  A failure during ``reset`` restarts the worker and retries once. Exceptions that ``reset``
-  itself raises (a bad option, say) are raised in the caller, with the remote traceback.
+  A failure during ``reset`` (the worker dies, or ``reset`` raises anything but ``ValueError`` /
+  ``TypeError``) restarts the worker and retries once; if the retry fails too, its exception is
+  raised in the caller (the worker restarted again). A ``ValueError`` or ``TypeError`` from
+  ``reset`` is an argument mistake (a bad option, say): it is raised in the caller at once, with
+  the remote traceback, and the env is left as it was.
 
 Observations come back as a tuple of ``num_envs`` strings; rewards, terminations and truncations
 as numpy arrays of shape ``(num_envs,)`` (float64 / bool / bool). ``infos`` is gymnasium's dict of
@@ -29,7 +32,11 @@ arrays with ``_key`` masks; ``unbatch_infos(infos, n)`` turns it into a list of 
 
 ``mode="async"`` runs each env in its own process (``forkserver`` start method by default: safe
 with a parent that runs torch threads), ``mode="sync"`` runs them in this process one after the
-other (same API, same crash handling for env exceptions).
+other, with the same API and the same recovery: an exception an env raises in ``step`` or
+``reset`` (``SystemExit`` included; ``KeyboardInterrupt`` is not caught) is handled as a worker
+death in ``async`` mode, the env being rebuilt in place. What ``sync`` cannot survive is an env
+that kills or hangs the process itself (a segfaulting game engine, an endless loop):
+``step_timeout`` applies to ``async`` only.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from slea.envs.registry import ENVS, register_envs
 from slea.errors import EnvError
 
 MODES = ("async", "sync")
@@ -58,9 +66,7 @@ class EnvFactory:
         self.kwargs = dict(kwargs or {})
 
     def __call__(self) -> gymnasium.Env[Any, Any]:
-        import slea.envs
-
-        slea.envs.register_envs()
+        register_envs()  # a fresh worker process may not have imported slea yet
         return gymnasium.make(self.env_id, **self.kwargs)
 
     def __repr__(self) -> str:
@@ -222,6 +228,8 @@ class _LocalWorker:
         try:
             self.env = self.factory()
             self._result = ("ok", None)
+        except KeyboardInterrupt:
+            raise
         except BaseException as exc:
             self.env = None
             self._result = ("error", _pack_error(exc))
@@ -231,7 +239,9 @@ class _LocalWorker:
             raise WorkerDied("env is not running")
         try:
             self._result = ("ok", _run_command(self.env, cmd, args))
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a worker process would survive it
             self._result = ("error", _pack_error(exc))
 
     def recv(self, timeout: float | None) -> tuple[str, Any]:
@@ -393,14 +403,10 @@ class SleaVectorEnv(VectorEnv[Any, Any, Any]):
         failures = []
         for i in indices:
             status, payload = results[i]
-            if status == "died":  # restart and try once more
-                self._restart(i, payload)
-                try:
-                    self._workers[i].send("reset", seeds[i], per_env[i] or None)
-                    status, payload = self._workers[i].recv(self.step_timeout)
-                except WorkerDied as exc:
-                    self._restart(i, str(exc))
-                    status, payload = "error", (EnvError(f"env {i} died twice in reset: {exc}"), "")
+            if _crashed(status, payload):  # restart and try once more
+                status, payload = self._reset_again(
+                    i, _reason(status, payload), seeds[i], per_env[i]
+                )
             if status != "ok":
                 failures.append((i, payload))
                 self._active[i] = False
@@ -444,7 +450,7 @@ class SleaVectorEnv(VectorEnv[Any, Any, Any]):
                 rewards[i], terminated[i], truncated[i] = reward, term, trunc
                 self._last_info[i] = info
             else:
-                reason = payload if status == "died" else _describe(payload)
+                reason = _reason(status, payload)
                 self._restart(i, reason)
                 info = self._crash_info(i, reason)
                 truncated[i] = True
@@ -577,6 +583,26 @@ class SleaVectorEnv(VectorEnv[Any, Any, Any]):
         if status != "ok":
             _raise_remote(payload, f"restarting env {index} failed")
 
+    def _reset_again(
+        self, index: int, reason: str, seed: int | None, options: dict[str, Any]
+    ) -> tuple[str, Any]:
+        """Rebuild env ``index`` after a crash in ``reset`` and reset it once more; returns the
+        reply (a second crash restarts the env again and comes back as an ``"error"``)."""
+        self._restart(index, reason)
+        try:
+            self._workers[index].send("reset", seed, options or None)
+            status, payload = self._workers[index].recv(self.step_timeout)
+        except WorkerDied as exc:
+            status, payload = "died", str(exc)
+        if _crashed(status, payload):
+            again = _reason(status, payload)
+            self._restart(index, again)
+            if status == "died":
+                twice = EnvError(f"env {index} died twice in reset: {reason}; then {again}")
+                payload = (twice, "")
+            status = "error"
+        return status, payload
+
     def _crash_info(self, index: int, reason: str) -> dict[str, Any]:
         info = dict(self._last_info[index])
         info.update(won=False, invalid_action=False, admissible_actions=[])
@@ -587,6 +613,18 @@ class SleaVectorEnv(VectorEnv[Any, Any, Any]):
 def _describe(payload: tuple[BaseException, str]) -> str:
     exc = payload[0]
     return f"{type(exc).__name__}: {exc}"
+
+
+def _crashed(status: str, payload: Any) -> bool:
+    """A worker reply that means the env crashed: the worker died, or the env raised anything
+    but an argument mistake (``ValueError`` / ``TypeError``)."""
+    if status == "died":
+        return True
+    return status == "error" and not isinstance(payload[0], ValueError | TypeError)
+
+
+def _reason(status: str, payload: Any) -> str:
+    return str(payload) if status == "died" else _describe(payload)
 
 
 def unbatch_infos(infos: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
@@ -635,8 +673,6 @@ def make_vec(
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-    from slea.envs import ENVS, register_envs
-
     register_envs()
     if env_id not in gymnasium.registry:
         known = ", ".join(sorted(ENVS))

@@ -233,7 +233,7 @@ def _version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         if dist == "slea-rl":
-            from slea import __version__
+            from slea._core import __version__
 
             return str(__version__)
         return None
