@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -334,3 +335,19 @@ def test_beyond_max_clusters_the_least_recent_eighth_goes() -> None:
     assert lib.stats()["clusters"] == 15
     assert lib.pool(1) == ((), ()) and lib.pool(2) == ((), ())
     assert lib.pool(0) == ((1,), ()) and lib.pool(3) == ((1,), ()) and lib.pool(99) == ((1,), ())
+
+
+def test_values_of_removed_entries_are_let_go() -> None:
+    cfg = slea.LibraryConfig(
+        strategy_capacity=1000, max_strategies_per_step=1000, novelty_threshold=1.0
+    )
+    lib = slea.ExperienceLibrary(cfg, embedder=slea.HashingEmbedder(16))
+    lib.admit([cand(f"first tip {j}") for j in range(3)], 0)
+    v = lib.get(1)._v
+    kept = sys.getrefcount(v)  # this name, the binding's kept copy, the call's argument
+    lib.remove(1)
+    for it in range(1, 9):  # convert enough new entries to pass the kept map's size limit
+        lib.admit([cand(f"tip {it} {j}") for j in range(20)], it)
+        lib.entries()
+    assert sys.getrefcount(v) == kept - 1, "the removed entry's values are still kept"
+    assert lib.get(2)._v is lib.get(2)._v, "live entries stay converted"
