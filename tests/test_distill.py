@@ -395,3 +395,32 @@ def test_rule_distiller_is_a_distiller() -> None:
     from slea.experience.distill import Distiller
 
     assert isinstance(RuleDistiller(), Distiller)
+
+
+def test_rules_and_distill_depend_one_way() -> None:
+    # rules -> records; distill -> rules, records: importing the rules never loads distill, and
+    # no module re-exports through a module-level __getattr__.
+    import subprocess
+
+    code = (
+        "import sys, slea.experience.rules; "
+        "assert 'slea.experience.distill' not in sys.modules, 'rules imports distill'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": ":".join(sys.path)})
+    import slea.experience.distill as distill
+    import slea.experience.records as records
+    import slea.experience.rules as rules
+
+    for mod in (distill, records, rules):
+        assert "__getattr__" not in vars(mod), mod.__name__
+    assert distill.Draft is records.Draft and distill.RuleDistiller is rules.RuleDistiller
+
+
+def test_drafts_with_scores_beyond_the_limit_are_rejected() -> None:
+    from slea.experience.library import SCORE_LIMIT
+
+    ok = Draft("Take the coin when you see it.", "strategy", "pattern", SCORE_LIMIT)
+    assert validate_draft(ok)[1] is None
+    for score in (SCORE_LIMIT * 1.01, -1e308, 10**400, None):
+        bad = Draft("Take the coin when you see it.", "strategy", "pattern", score)  # type: ignore[arg-type]
+        assert validate_draft(bad) == (None, "bad_score"), score

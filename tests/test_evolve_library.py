@@ -301,3 +301,31 @@ def test_fuzzed_batches_never_crash_nor_admit_unsafe_text(episodes: list[Episode
     for e in lib.entries():
         assert not _UNSAFE.search(e.text)
         assert all(0 <= i < 2**64 for i in (*e.episode_ids, *e.cluster_ids))
+
+
+def test_rewards_beyond_the_score_limit_never_fail_a_step() -> None:
+    import dataclasses
+
+    from slea.experience.library import SCORE_LIMIT
+
+    lib = slea.ExperienceLibrary(slea.LibraryConfig(ema_alpha=0.5))
+    evolve(lib, 0)
+    first = min(lib.entries(), key=lambda e: e.id)
+    # The same kind of batch with every reward scaled far beyond the bound, retrieving `first`.
+    eps = [
+        dataclasses.replace(
+            e,
+            steps=tuple(
+                dataclasses.replace(s, reward=s.reward * 1e300, retrieved=(first.id,))
+                for s in e.steps
+            ),
+        )
+        for e in train_batch(1)
+    ]
+    assert max(e.total_reward for e in eps) > SCORE_LIMIT
+    report = evolve_library(lib, eps, distiller=RuleDistiller(), iteration=1, config=CONFIG)
+    assert report.rejected.get("bad_score", 0) > 0, "drafts of the huge successes are rejected"
+    assert not any(k.startswith("strategy/") for k in report.admitted)
+    assert report.credit is not None and report.credit.credited == len(eps)
+    assert lib.get(first.id).score <= SCORE_LIMIT, "credit clamps the EMA target"
+    assert all(abs(e.score) <= SCORE_LIMIT for e in lib.entries())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -244,6 +245,45 @@ def test_experience_is_frozen_and_picklable(lib: slea.ExperienceLibrary) -> None
         slea.Experience(5, "x", "nope", "example", 0.5)
 
 
+def test_experience_is_a_plain_value(lib: slea.ExperienceLibrary) -> None:
+    lib.admit([cand("t1", cluster_ids=(3,))], 0)
+    e = lib.retrieve(3, "q1")[0]
+    assert type(e) is slea.Experience and not hasattr(slea._core, "ExperienceRecord")
+    # Values cross the boundary once per entry version: an unchanged entry hands back the same
+    # values, a changed one new values (and the old snapshot keeps its own).
+    assert lib.get(e.id)._v is e._v and lib.entries()[0]._v is e._v
+    lib.record_outcome([e.id], True)
+    after = lib.get(e.id)
+    assert after._v is not e._v and (after.successes, e.successes) == (1, 0)
+    assert after == lib.retrieve(3, "q1")[0] and after != e
+    same = slea.Experience(**e.to_dict(), embedding=e.embedding)
+    assert same == e and hash(same) == hash(e) and np.array_equal(same.embedding, e.embedding)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del e.text  # type: ignore[misc]
+    e.embedding[0] = 9.0  # a copy: the value does not change
+    assert e.embedding[0] != 9.0
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"id": -1}, ValueError, "Experience.id"),
+        ({"text": b"x"}, TypeError, "Experience.text"),
+        ({"level": "meta"}, ValueError, "Experience.level"),
+        ({"score": "1"}, TypeError, "Experience.score"),
+        ({"episode_ids": [1 << 64]}, ValueError, r"Experience.episode_ids\[0\]"),
+        ({"successes": 1.5}, TypeError, "Experience.successes"),
+        ({"observation": 3}, TypeError, "Experience.observation"),
+        ({"embedding": [[1.0]]}, ValueError, "Experience.embedding"),
+        ({"embedding": [np.nan]}, ValueError, "Experience.embedding"),
+    ],
+)
+def test_a_hand_made_experience_is_validated(kwargs: dict, exc: type, match: str) -> None:
+    args = {"id": 1, "text": "t", "zone": "strategy", "level": "pattern", "score": 1.0, **kwargs}
+    with pytest.raises(exc, match=match):
+        slea.Experience(**args)
+
+
 def test_snapshot_of_an_experience_is_immutable(lib: slea.ExperienceLibrary) -> None:
     lib.admit([cand("t1", score=1.0)], 0)
     before = lib.get(1)
@@ -295,3 +335,19 @@ def test_beyond_max_clusters_the_least_recent_eighth_goes() -> None:
     assert lib.stats()["clusters"] == 15
     assert lib.pool(1) == ((), ()) and lib.pool(2) == ((), ())
     assert lib.pool(0) == ((1,), ()) and lib.pool(3) == ((1,), ()) and lib.pool(99) == ((1,), ())
+
+
+def test_values_of_removed_entries_are_let_go() -> None:
+    cfg = slea.LibraryConfig(
+        strategy_capacity=1000, max_strategies_per_step=1000, novelty_threshold=1.0
+    )
+    lib = slea.ExperienceLibrary(cfg, embedder=slea.HashingEmbedder(16))
+    lib.admit([cand(f"first tip {j}") for j in range(3)], 0)
+    v = lib.get(1)._v
+    kept = sys.getrefcount(v)  # this name, the binding's kept copy, the call's argument
+    lib.remove(1)
+    for it in range(1, 9):  # convert enough new entries to pass the kept map's size limit
+        lib.admit([cand(f"tip {it} {j}") for j in range(20)], it)
+        lib.entries()
+    assert sys.getrefcount(v) == kept - 1, "the removed entry's values are still kept"
+    assert lib.get(2)._v is lib.get(2)._v, "live entries stay converted"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -87,17 +89,17 @@ def test_export_import_round_trip(
     )
     # Importing the same ids again fails and leaves the snapshot as it was.
     before = new.read_bytes()
-    assert main(["library", "import", str(out), str(new)]) == 1
+    assert main(["library", "import", str(out), str(new)]) == 2
     assert "already used" in capsys.readouterr().err
     assert new.read_bytes() == before
 
 
 def test_errors_are_readable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["library", "show", str(tmp_path / "missing.snap")]) == 1
+    assert main(["library", "show", str(tmp_path / "missing.snap")]) == 2
     assert "error:" in capsys.readouterr().err
     bad = tmp_path / "bad.snap"
     bad.write_bytes(b"SLEASNAP" + b"\x01\x00\x00\x00" + b"\x00" * 40)
-    assert main(["library", "stats", str(bad)]) == 1
+    assert main(["library", "stats", str(bad)]) == 2
     assert "checksum mismatch" in capsys.readouterr().err
 
 
@@ -128,5 +130,125 @@ def test_inspecting_needs_no_embedder(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "embedder custom-embedder-v3" in capsys.readouterr().out
     assert main(["library", "export", str(tmp_path / "c.snap"), str(tmp_path / "c.jsonl")]) == 0
     # Importing needs the real embedder, which the CLI cannot build: a readable error.
-    assert main(["library", "import", str(tmp_path / "c.jsonl"), str(tmp_path / "c.snap")]) == 1
+    assert main(["library", "import", str(tmp_path / "c.jsonl"), str(tmp_path / "c.snap")]) == 2
     assert "pass embedder=" in capsys.readouterr().err
+
+
+# ---- bad files: one line on stderr, exit status 2, nothing overwritten ---------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "slea", "library", *args],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": ":".join(sys.path)},
+        timeout=120,
+    )
+
+
+def one_line_error(err: str, command: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: slea library {command}: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_export_refuses_to_overwrite_its_input(snap: Path, tmp_path: Path) -> None:
+    before = snap.read_bytes()
+    proc = cli("export", str(snap), str(snap))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "destroy the input" in one_line_error(proc.stderr, "export")
+    assert snap.read_bytes() == before
+    # The same file under other names: a relative spelling, a symlink, a hard link.
+    (tmp_path / "sub").mkdir()
+    os.symlink(snap, tmp_path / "link.snap")
+    os.link(snap, tmp_path / "hard.snap")
+    for other in ("sub/../lib.snap", "link.snap", "hard.snap"):
+        assert main(["library", "export", str(snap), str(tmp_path / other)]) == 2, other
+        assert snap.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hard.snap",
+        "lib.snap",
+        "link.snap",
+        "sub",
+    ]
+
+
+def test_import_refuses_to_write_its_input(snap: Path, tmp_path: Path) -> None:
+    jsonl = tmp_path / "lib.jsonl"
+    assert main(["library", "export", str(snap), str(jsonl)]) == 0
+    before = jsonl.read_bytes()
+    proc = cli("import", str(jsonl), str(jsonl))
+    assert proc.returncode == 2
+    assert "destroy the input" in one_line_error(proc.stderr, "import")
+    assert jsonl.read_bytes() == before
+
+
+def bad_files(tmp: Path, snap: Path) -> dict[str, Path]:
+    rng = random.Random(0)
+    good = snap.read_bytes()
+    files = {
+        "random bytes": bytes(rng.randrange(256) for _ in range(4096)),
+        "truncated snapshot": good[: len(good) // 2],
+        "empty file": b"",
+        "jsonl with garbage lines": b'{"text": "ok", "zone": "strategy", "level": "pattern", '
+        b'"score": 1}\n\x00\xff not json at all\n{]\n',
+    }
+    out = {}
+    for name, data in files.items():
+        p = tmp / name.replace(" ", "_")
+        p.write_bytes(data)
+        out[name] = p
+    (tmp / "a_directory").mkdir()
+    out["a directory"] = tmp / "a_directory"
+    out["missing file"] = tmp / "missing.snap"
+    return out
+
+
+@pytest.mark.parametrize("command", ["show", "stats", "export", "import-input", "import-snapshot"])
+def test_every_command_turns_bad_files_into_one_line(
+    command: str, snap: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jsonl = tmp_path / "good.jsonl"
+    assert main(["library", "export", str(snap), str(jsonl)]) == 0
+    capsys.readouterr()
+    for name, bad in bad_files(tmp_path, snap).items():
+        out = tmp_path / "out.jsonl"
+        args = {
+            "show": ["show", str(bad)],
+            "stats": ["stats", str(bad)],
+            "export": ["export", str(bad), str(out)],
+            "import-input": ["import", str(bad), str(tmp_path / "new.snap")],
+            "import-snapshot": ["import", str(jsonl), str(bad)],
+        }[command]
+        if (command, name) in (("import-input", "empty file"), ("import-snapshot", "missing file")):
+            continue  # an empty JSONL is a valid import; import creates a missing snapshot
+        before = bad.read_bytes() if bad.is_file() else None
+        code = main(["library", *args])
+        assert code == 2, (command, name)
+        one_line_error(capsys.readouterr().err, args[0])
+        assert not out.exists() and not (tmp_path / "new.snap").exists(), (command, name)
+        if before is not None:
+            assert bad.read_bytes() == before, f"{command} changed {name}"
+    assert (
+        main(["library", "import", str(tmp_path / "missing.jsonl"), str(tmp_path / "n.snap")]) == 2
+    )
+    assert "No such file" in one_line_error(capsys.readouterr().err, "import")
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], "a temporary file was left behind"
+
+
+def test_bad_files_through_the_real_command_line(snap: Path, tmp_path: Path) -> None:
+    files = bad_files(tmp_path, snap)
+    for name in ("random bytes", "truncated snapshot", "a directory", "missing file"):
+        proc = cli("show", str(files[name]))
+        assert proc.returncode == 2, (name, proc.stderr)
+        one_line_error(proc.stderr, "show")
+    proc = cli("import", str(files["jsonl with garbage lines"]), str(tmp_path / "n.snap"))
+    assert proc.returncode == 2
+    assert "line 2: not UTF-8" in one_line_error(proc.stderr, "import")
+    proc = cli("export", str(snap), str(tmp_path / "a_directory"))
+    assert proc.returncode == 2 and (tmp_path / "a_directory").is_dir()
+    one_line_error(proc.stderr, "export")

@@ -225,7 +225,7 @@ def test_corrupted_checkpoint_is_refused_and_kept(trained: Path, tmp_path: Path)
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 1 and "corrupted" in proc.stderr
+    assert proc.returncode == 2 and "corrupted" in proc.stderr
     after = {p: p.read_bytes() for p in (run_dir / "checkpoints").rglob("*") if p.is_file()}
     assert after == snapshot and (run_dir / "metrics.jsonl").read_bytes() == metrics
 
@@ -293,7 +293,7 @@ def test_bad_input_errors_name_the_fix(trained: Path, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 1 and "update.lr: must be > 0" in proc.stderr
+    assert proc.returncode == 2 and "update.lr: must be > 0" in proc.stderr
 
 
 RESUME_SCRIPT = """

@@ -4,7 +4,7 @@ Each section belongs to one binding file in rust/slea-py/src/; keep them in that
 """
 
 from os import PathLike
-from typing import Any, final
+from typing import Any, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -31,9 +31,9 @@ __all__ = [  # noqa: RUF022 - grouped by binding file
     "hashing_embed",
     "hashing_fingerprint",
     # library.rs
+    "LIBRARY_MAX_ABS_SCORE",
     "LIBRARY_SCHEMA_VERSION",
     "SNAPSHOT_FORMAT_VERSION",
-    "ExperienceRecord",
     "Library",
     "sanitize_texts",
     "snapshot_info",
@@ -214,58 +214,14 @@ def hashing_fingerprint(dim: int) -> str: ...
 # --- library.rs -------------------------------------------------------------------------------
 
 LIBRARY_SCHEMA_VERSION: int
+LIBRARY_MAX_ABS_SCORE: float
 SNAPSHOT_FORMAT_VERSION: int
 
-@final
-class ExperienceRecord:
-    def __new__(
-        cls,
-        id: int,
-        text: str,
-        zone: str,
-        level: str,
-        score: float,
-        episode_ids: list[int] = ...,
-        iteration: int = 0,
-        cluster_ids: list[int] = ...,
-        created_iteration: int = 0,
-        retrieved: int = 0,
-        successes: int = 0,
-        failures: int = 0,
-        observation: str | None = None,
-        action: str | None = None,
-        embedding: list[float] | None = None,
-    ) -> ExperienceRecord: ...
-    @property
-    def id(self) -> int: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def zone(self) -> str: ...
-    @property
-    def level(self) -> str: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def episode_ids(self) -> tuple[int, ...]: ...
-    @property
-    def iteration(self) -> int: ...
-    @property
-    def cluster_ids(self) -> tuple[int, ...]: ...
-    @property
-    def created_iteration(self) -> int: ...
-    @property
-    def retrieved(self) -> int: ...
-    @property
-    def successes(self) -> int: ...
-    @property
-    def failures(self) -> int: ...
-    @property
-    def observation(self) -> str | None: ...
-    @property
-    def action(self) -> str | None: ...
-    @property
-    def embedding(self) -> npt.NDArray[np.float32]: ...
+_EntryValues: TypeAlias = tuple[
+    int, str, str, str, float, tuple[int, ...], int, tuple[int, ...], int, int, int, int,
+    str | None, str | None, bytes,
+]  # fmt: skip
+"""An entry in `slea.Experience`'s field order, the embedding as little-endian float32 bytes."""
 
 @final
 class Library:
@@ -301,17 +257,17 @@ class Library:
         k_strategy: int,
         k_warning: int,
         query: npt.NDArray[np.float32] | None = None,
-    ) -> list[ExperienceRecord] | None: ...
+    ) -> list[_EntryValues] | None: ...
     def retrieve_hits(
         self, cluster_ids: npt.NDArray[np.uint64], k_strategy: int, k_warning: int
-    ) -> list[list[ExperienceRecord] | None]: ...
+    ) -> list[list[_EntryValues] | None]: ...
     def retrieve_fallbacks(
         self,
         cluster_ids: npt.NDArray[np.uint64],
         queries: npt.NDArray[np.float32],
         k_strategy: int,
         k_warning: int,
-    ) -> list[list[ExperienceRecord]]: ...
+    ) -> list[list[_EntryValues]]: ...
     def record_outcome(
         self,
         entry_ids: list[int],
@@ -323,11 +279,9 @@ class Library:
     def import_entries(
         self, items: list[dict[str, Any]], embeddings: npt.NDArray[np.float32]
     ) -> list[int]: ...
-    def get(self, entry_id: int) -> ExperienceRecord | None: ...
+    def get(self, entry_id: int) -> _EntryValues | None: ...
     def remove(self, entry_id: int) -> None: ...
-    def entries(
-        self, zone: str | None = None, level: str | None = None
-    ) -> list[ExperienceRecord]: ...
+    def entries(self, zone: str | None = None, level: str | None = None) -> list[_EntryValues]: ...
     def linked_clusters(self, entry_id: int) -> list[int]: ...
     def pool(self, cluster_id: int) -> tuple[list[int], list[int]] | None: ...
     def __len__(self) -> int: ...

@@ -6,12 +6,17 @@ Examples::
     slea library stats runs/x/library.snap            # sizes, hit rate, utility per entry
     slea library export runs/x/library.snap lib.jsonl
     slea library import lib.jsonl new.snap            # creates new.snap (hashing embedder)
+
+Every file is written atomically (temporary file, fsync, rename), and never over the file the
+command reads. Errors (a missing, unreadable or corrupt file, a bad JSONL line, an output that
+is the input) print one line on stderr and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,15 +56,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the chosen action; returns the exit status (1 on a readable error)."""
+    """Run the chosen action; returns the exit status (2, with one line on stderr, on an error
+    in the files or arguments)."""
     from slea.errors import SleaError
 
     actions = {"show": _show, "export": _export, "import": _import, "stats": _stats}
     try:
         return actions[args.library_command](args)
     except (SleaError, ValueError, KeyError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: slea library {args.library_command}: {' '.join(str(text).split())}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True if ``a`` and ``b`` name one file (same resolved path, or hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def _refuse_overwrite(source: Path, target: Path, what: str) -> None:
+    if _same_file(source, target):
+        raise ValueError(
+            f"{target} is also the {what} this command reads; writing it would destroy the "
+            "input: choose another output path"
+        )
 
 
 class _ReadOnlyEmbedder:
@@ -75,13 +101,18 @@ class _ReadOnlyEmbedder:
 
 def _load(path: Path, embed: bool = False) -> Any:
     from slea import _core
+    from slea.errors import SnapshotError
     from slea.experience.library import ExperienceLibrary
 
-    if embed:
-        return ExperienceLibrary.load(path)
-    inner = _core.Library.load(path)
-    params = json.loads(inner.params_json())
-    return ExperienceLibrary._restore(inner, _ReadOnlyEmbedder(params["embedder"], params["dim"]))
+    try:
+        if embed:
+            return ExperienceLibrary.load(path)
+        inner = _core.Library.load(str(path))
+        params = json.loads(inner.params_json())
+        embedder = _ReadOnlyEmbedder(params["embedder"], params["dim"])
+        return ExperienceLibrary._restore(inner, embedder)
+    except SnapshotError as exc:
+        raise SnapshotError(f"{path}: {exc}") from None
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -104,6 +135,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    _refuse_overwrite(args.snapshot, args.output, "snapshot")
     n = _load(args.snapshot).export_jsonl(args.output)
     print(f"exported {n} entries to {args.output}")
     return 0
@@ -113,6 +145,7 @@ def _import(args: argparse.Namespace) -> int:
     from slea.experience.embed import HashingEmbedder, MiniLMEmbedder
     from slea.experience.library import ExperienceLibrary
 
+    _refuse_overwrite(args.input, args.snapshot, "JSONL input")
     if args.snapshot.exists():
         lib = _load(args.snapshot, embed=True)
     else:

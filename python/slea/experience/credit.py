@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slea.experience.library import SCORE_LIMIT
 from slea.trajectory import Episode
 
 
@@ -70,7 +71,9 @@ def credit_episodes(
 
     Calls ``library.record_outcome(ids, success, reward=episode_reward, ignore_missing=True)``
     once per episode that retrieved anything (ids evicted since the retrieval are skipped).
-    The reward is the target of the library's optional score EMA. Returns the counts.
+    The reward is the target of the library's optional score EMA: a non-finite reward is left
+    out (the default target is used) and one beyond ``SCORE_LIMIT`` is clamped to it, so that no
+    env reward can fail the step. Returns the counts.
     """
     n = wins = fails = shown = credited = 0
     for episode in episodes:
@@ -78,12 +81,9 @@ def credit_episodes(
         if not ids:
             continue
         ok = is_success(episode, success=success, eta=eta)
-        reward = episode.total_reward
-        credited += int(
-            library.record_outcome(
-                ids, ok, reward=reward if math.isfinite(reward) else None, ignore_missing=True
-            )
-        )
+        reward = float(episode.total_reward)
+        target = min(max(reward, -SCORE_LIMIT), SCORE_LIMIT) if math.isfinite(reward) else None
+        credited += int(library.record_outcome(ids, ok, reward=target, ignore_missing=True))
         n += 1
         wins += ok
         fails += not ok

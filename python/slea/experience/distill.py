@@ -16,159 +16,35 @@ Two distillers ship:
 - :class:`RuleDistiller` (module :mod:`slea.experience.rules`) writes deterministic, data-grounded
   sentences from the action sequence, the env feedback and regularities across episodes.
 
-Any object with a ``distill(digests) -> DistillResult`` method is a :class:`Distiller`.
+Any object with a ``distill(digests) -> DistillResult`` method is a :class:`Distiller`. The records
+(:class:`Digest`, :class:`KeyStep`, :class:`Draft`, :class:`DistillResult`) live in
+:mod:`slea.experience.records` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, runtime_checkable
 
+from slea.experience.library import SCORE_LIMIT
 from slea.experience.parse import LEVELS, MAX_PARSE_CHARS, ParseResult, parse_items
-
-if TYPE_CHECKING:
-    from slea.trajectory import Episode
-
-ZONES = ("strategy", "warning")
-
-# ---------------------------------------------------------------------------------------------
-# Records
-
-
-@dataclass(frozen=True)
-class KeyStep:
-    """One step kept by compression.
-
-    Attributes:
-        index: position of the step in its episode (0-based).
-        observation: the observation, whitespace-collapsed and cut to the compression bound.
-        action: the action text, cut likewise.
-        reward: env reward received after the action.
-        cluster_id: observation cluster of the step (0 when unknown).
-        invalid: the env rejected the action.
-        tags: why the step was kept, any of ``reward``, ``context``, ``invalid``, ``repeat``,
-            ``start``, ``end``.
-    """
-
-    index: int
-    observation: str
-    action: str
-    reward: float
-    cluster_id: int = 0
-    invalid: bool = False
-    tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Digest:
-    """A compressed episode: what a distiller reads.
-
-    Attributes:
-        episode: the full source episode (rule distillers read its whole action sequence).
-        zone: ``strategy`` when the episode was selected as a success, ``warning`` as a failure.
-        reward: the episode's total reward (becomes the score of its drafts).
-        task: the goal text, cut to the compression bound.
-        steps: the kept steps in episode order.
-        outcome: one line describing how the episode ended.
-        family: env family used by the rule templates (``textworld``, ``alfworld``,
-            ``scienceworld``, ``sokoban`` or ``generic``).
-    """
-
-    episode: Episode = field(repr=False)
-    zone: str
-    reward: float
-    task: str
-    steps: tuple[KeyStep, ...]
-    outcome: str
-    family: str = "generic"
-
-    @property
-    def episode_id(self) -> int:
-        """Id of the source episode."""
-        return self.episode.episode_id
-
-    @property
-    def cluster_ids(self) -> tuple[int, ...]:
-        """Distinct non-zero cluster ids of the kept steps, in step order."""
-        return _unique(s.cluster_id for s in self.steps if s.cluster_id)
-
-    def render(self) -> str:
-        """The digest as plain text for a prompt (bounded by the compression settings)."""
-        lines = [f"Task: {self.task}", f"Outcome: {self.outcome}", "Key steps:"]
-        for s in self.steps:
-            flags = [t for t in s.tags if t in ("reward", "invalid", "repeat")]
-            note = f" [{', '.join(flags)}]" if flags else ""
-            lines.append(f"- step {s.index + 1} observation: {s.observation}")
-            lines.append(f"  action: {s.action} -> reward {s.reward:g}{note}")
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A candidate experience as a distiller writes it, before validation and admission.
-
-    Attributes:
-        text: the lesson, one or two sentences.
-        zone: ``strategy`` or ``warning``.
-        level: ``principle``, ``pattern`` or ``example``.
-        score: quality score, the source episode's reward (mean over several episodes for
-            regularities).
-        episode_ids: source episodes.
-        cluster_ids: clusters of the steps the lesson was drawn from; admission links the entry
-            to them.
-        observation: for ``example`` entries, the observation of the demonstrated step.
-        action: for ``example`` entries, the action taken at that step.
-        source: ``rule`` or ``llm``.
-    """
-
-    text: str
-    zone: str
-    level: str
-    score: float
-    episode_ids: tuple[int, ...] = ()
-    cluster_ids: tuple[int, ...] = ()
-    observation: str | None = None
-    action: str | None = None
-    source: str = "rule"
-
-
-@dataclass
-class DistillResult:
-    """What a distiller returns for one batch of digests.
-
-    Attributes:
-        drafts: the drafts, in a deterministic order.
-        counts: diagnostic counters (``llm_parse_ok``, ``llm_parse_repaired``,
-            ``llm_parse_failed``, ``llm_items_rejected``, ``llm_fallbacks``, ``llm_errors``, ...).
-    """
-
-    drafts: list[Draft] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
-
-    def extend(self, other: DistillResult) -> None:
-        """Append another result's drafts and add its counts."""
-        self.drafts.extend(other.drafts)
-        self.counts.update(other.counts)
-
-
-@runtime_checkable
-class Distiller(Protocol):
-    """Anything that turns digests into drafts.
-
-    ``distill`` must be deterministic for a given input (and seed, for sampling models), must not
-    raise on odd text, and should keep its output bounded (evolution caps it anyway).
-    """
-
-    def distill(self, digests: Sequence[Digest]) -> DistillResult:
-        """Drafts for the given digests (all of one batch)."""
-        ...
-
+from slea.experience.records import (
+    ZONES,
+    Digest,
+    Distiller,
+    DistillResult,
+    Draft,
+    KeyStep,
+    clean_text,
+    unique_ids,
+)
+from slea.experience.rules import RuleDistiller
 
 # ---------------------------------------------------------------------------------------------
 # Validation
@@ -226,7 +102,6 @@ _INJECTION = re.compile(
     r"|\byou are now\b|\bnew instructions?\b|\bsystem prompt\b|\bjailbreak\b",
     re.IGNORECASE,
 )
-_SPACE = re.compile(r"\s+")
 _MARKER_HINT = re.compile(r"[:<\[#]")
 _INJECTION_HINT = ("ignore", "disregard", "forget", "override", "you are now", "instruction",
                    "system prompt", "jailbreak")  # fmt: skip
@@ -251,13 +126,6 @@ def _has_control(text: str) -> bool:
     C0/C1 controls, format characters (zero-width, bidi overrides), surrogates, private-use or
     unassigned code points, line/paragraph separators."""
     return not text.replace(" ", "").isprintable()
-
-
-def clean_text(text: str, limit: int) -> str:
-    """NFKC-normalise, turn whitespace runs (newlines included) into one space, strip, and cut to
-    at most ``limit`` characters *before* normalising, so that a 1 MB string costs O(limit)."""
-    head = text[: limit * 4 + 16]
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", head)).strip()
 
 
 _WORD_RX = re.compile(r"\w+")
@@ -333,7 +201,8 @@ def validate_draft(
     """Clean and check one draft.
 
     Returns ``(clean_draft, None)`` when it may go to the library, else ``(None, reason)`` with a
-    reason from :func:`text_problem` or ``bad_zone`` / ``bad_level`` / ``bad_score``. A
+    reason from :func:`text_problem` or ``bad_zone`` / ``bad_level`` / ``bad_score`` (not a
+    finite number within :data:`slea.experience.library.SCORE_LIMIT`). A
     demonstration pair (observation, action) is kept only on ``example`` drafts and only when
     both fields are safe; the observation is cut to ``rules.max_pair_chars``, an action longer
     than ``rules.max_action_chars`` drops the pair (the text may still pass).
@@ -343,8 +212,11 @@ def validate_draft(
         return None, "bad_zone"
     if draft.level not in LEVELS:
         return None, "bad_level"
-    score = float(draft.score)
-    if score != score or score in (float("inf"), float("-inf")):
+    try:
+        score = float(draft.score)
+    except (TypeError, ValueError, OverflowError):
+        return None, "bad_score"
+    if not (math.isfinite(score) and abs(score) <= SCORE_LIMIT):
         return None, "bad_score"
     if not isinstance(draft.text, str):
         return None, "not_text"
@@ -578,8 +450,6 @@ class LLMDistiller:
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items}")
         if fallback == "rule":
-            from slea.experience.rules import RuleDistiller
-
             fallback = RuleDistiller()
         if fallback is not None and not isinstance(fallback, Distiller):
             raise TypeError("fallback must be a Distiller, 'rule' or None")
@@ -650,19 +520,12 @@ def _mentioned_clusters(digest: Digest, text: str) -> tuple[int, ...]:
     """Clusters of the kept steps whose action the lesson mentions; all kept steps' clusters when
     it mentions none (the model does not say which step a lesson came from)."""
     low = text.casefold()
-    hit = _unique(
+    hit = unique_ids(
         s.cluster_id
         for s in digest.steps
         if s.cluster_id and s.action and s.action.casefold() in low
     )
     return hit or digest.cluster_ids
-
-
-def _unique(values: Any) -> tuple[int, ...]:
-    seen: dict[int, None] = {}
-    for v in values:
-        seen.setdefault(int(v), None)
-    return tuple(seen)
 
 
 __all__ = [
@@ -677,6 +540,7 @@ __all__ = [
     "KeyStep",
     "LLMDistiller",
     "ParseResult",
+    "RuleDistiller",
     "TextGenerator",
     "ValidationConfig",
     "build_chat",
@@ -686,12 +550,3 @@ __all__ = [
     "text_problem",
     "validate_draft",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # ``RuleDistiller`` lives in rules.py (which imports this module); reachable from here too.
-    if name == "RuleDistiller":
-        from slea.experience.rules import RuleDistiller
-
-        return RuleDistiller
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,18 +27,17 @@ from typing import Any
 
 from slea.errors import ConfigError
 from slea.experience.credit import CreditReport, credit_episodes
-from slea.experience.distill import (
-    LEVELS,
+from slea.experience.distill import LLMDistiller, ValidationConfig, validate_draft
+from slea.experience.library import Candidate
+from slea.experience.parse import LEVELS
+from slea.experience.records import (
     ZONES,
     Digest,
     Distiller,
     DistillResult,
     Draft,
     KeyStep,
-    LLMDistiller,
-    ValidationConfig,
     clean_text,
-    validate_draft,
 )
 from slea.experience.rules import FAMILIES, RuleDistiller, detect_family
 from slea.trajectory import Episode
@@ -211,7 +210,7 @@ def _cut(text: str, n: int) -> str:
 def compress_episode(
     episode: Episode, *, zone: str, config: EvolutionConfig | None = None
 ) -> Digest:
-    """Compress an episode into a :class:`~slea.experience.distill.Digest` for a distiller.
+    """Compress an episode into a :class:`~slea.experience.records.Digest` for a distiller.
 
     Kept steps, by priority until ``config.max_key_steps``: reward events (the last ones first),
     the ``context_steps`` steps before each reward event, the last and the first step and
@@ -557,9 +556,8 @@ def _u64s(ids: Sequence[int]) -> tuple[int, ...]:
     return tuple(i for i in ids if 0 <= i < 1 << 64)
 
 
-def _to_candidates(drafts: Sequence[Draft]) -> list[Any]:
-    from slea.experience.library import Candidate
-
+def _to_candidates(drafts: Sequence[Draft]) -> list[Candidate]:
+    """Validated drafts as library candidates (the library's checked input type)."""
     return [
         Candidate(
             text=d.text,

@@ -75,6 +75,61 @@ def _ids(name: str, vs: Any) -> tuple[int, ...]:
     return tuple(_u64(f"{name}[{i}]", v) for i, v in enumerate(vs))
 
 
+SCORE_LIMIT: float = _core.LIBRARY_MAX_ABS_SCORE
+"""Largest magnitude of a score (and of an outcome reward), 1e6.
+
+A score is an episode return: the source episode's total reward (evolution and the LLM
+distiller), the mean return of the supporting episodes (rule patterns and principles), or a
+moving average towards outcome rewards (``ema_alpha``). The paper's environments give returns
+within +-100 (ALFWorld and WebShop 10 on success, ScienceWorld -100..100, Sokoban about -20..13),
+so 1e6 leaves four orders of magnitude for reward scaling; a value beyond it (1e308, a float max
+used as a sentinel) is a bug that would outrank every real entry for good. The Rust core enforces
+the same bound (``MAX_ABS_SCORE``), so a bad value cannot reach a snapshot either way."""
+
+_NOT_UNICODE = (
+    "is not valid Unicode (it holds a lone surrogate); clean it first, "
+    "e.g. text.encode('utf-8', 'replace').decode()"
+)
+
+
+def _text(name: str, v: Any) -> str:
+    """``v`` if it is a str the library can store (no lone surrogate), else a TypeError or
+    ValueError naming ``name`` (the clusterer's wording)."""
+    if not isinstance(v, str):
+        raise TypeError(f"{name} must be str, got {type(v).__name__}")
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{name}: {_NOT_UNICODE}") from None
+    return v
+
+
+def _opt_text(name: str, v: Any) -> str | None:
+    if v is not None and not isinstance(v, str):
+        raise TypeError(f"{name} must be str or None, got {type(v).__name__}")
+    return None if v is None else _text(name, v)
+
+
+def _real(name: str, v: Any, lo: float, hi: float, what: str = "a number") -> float:
+    """``v`` as a float if it is a real number in ``[lo, hi]`` (finite), else a TypeError or
+    ValueError naming ``name``."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be {what}, got {type(v).__name__}")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not (math.isfinite(f) and lo <= f <= hi):
+        raise ValueError(f"{name} must be finite and in [{lo:g}, {hi:g}], got {v!r}")
+    return f
+
+
+def _score(name: str, v: Any) -> float:
+    """A score or reward: a finite number within :data:`SCORE_LIMIT` in magnitude."""
+    return _real(name, v, -SCORE_LIMIT, SCORE_LIMIT)
+
+
 def _small_int(name: str, v: Any, lo: int, hi: int = 1 << 31) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise TypeError(f"{name} must be an int, got {type(v).__name__}")
@@ -141,13 +196,23 @@ class LibraryConfig:
                 )
         for name in ("novelty_threshold", "fallback_threshold"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1.0 <= v <= 1.0:
-                raise ConfigError(f"LibraryConfig.{name} must be a number in [-1, 1], got {v!r}")
+            try:
+                object.__setattr__(self, name, _real(name, v, -1.0, 1.0))
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"LibraryConfig.{name} must be a number in [-1, 1] (a cosine), got {v!r}"
+                ) from None
         a = self.ema_alpha
-        if a is not None and (
-            isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 < a <= 1.0
-        ):
-            raise ConfigError(f"LibraryConfig.ema_alpha must be None or in (0, 1], got {a!r}")
+        if a is not None:
+            try:
+                ok = _real("ema_alpha", a, 0.0, 1.0) > 0.0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ConfigError(
+                    f"LibraryConfig.ema_alpha must be None or a number in (0, 1], got {a!r}"
+                )
+            object.__setattr__(self, "ema_alpha", float(a))
 
     def _core_kwargs(self, embedder: Embedder) -> dict[str, Any]:
         return {
@@ -203,7 +268,8 @@ class Candidate:
             stripped, and empty or over-long text makes the candidate ``invalid``).
         zone: ``"strategy"`` or ``"warning"``.
         level: ``"principle"``, ``"pattern"`` or ``"example"``.
-        score: quality score, the source episode's reward (finite).
+        score: quality score, the source episode's return: finite and within
+            :data:`SCORE_LIMIT` (1e6) in magnitude (see there why).
         episode_ids: source episode ids (provenance).
         cluster_ids: observation clusters of the source steps; the entry is linked to them.
         observation, action: an optional demonstration step (``example`` level only, both or
@@ -220,24 +286,16 @@ class Candidate:
     action: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.text, str):
-            raise TypeError(f"Candidate.text must be str, got {type(self.text).__name__}")
+        _text("Candidate.text", self.text)
         if self.zone not in ZONES:
             raise ValueError(f"Candidate.zone must be one of {ZONES}, got {self.zone!r}")
         if self.level not in LEVELS:
             raise ValueError(f"Candidate.level must be one of {LEVELS}, got {self.level!r}")
-        s = self.score
-        if isinstance(s, bool) or not isinstance(s, (int, float, np.integer, np.floating)):
-            raise TypeError(f"Candidate.score must be a number, got {type(s).__name__}")
-        if not math.isfinite(s):
-            raise ValueError(f"Candidate.score must be finite, got {s}")
-        object.__setattr__(self, "score", float(s))
+        object.__setattr__(self, "score", _score("Candidate.score", self.score))
         object.__setattr__(self, "episode_ids", _ids("Candidate.episode_ids", self.episode_ids))
         object.__setattr__(self, "cluster_ids", _ids("Candidate.cluster_ids", self.cluster_ids))
-        for name in ("observation", "action"):
-            v = getattr(self, name)
-            if v is not None and not isinstance(v, str):
-                raise TypeError(f"Candidate.{name} must be str or None, got {type(v).__name__}")
+        _opt_text("Candidate.observation", self.observation)
+        _opt_text("Candidate.action", self.action)
         if (self.observation is None) != (self.action is None):
             raise ValueError("Candidate.observation and Candidate.action: give both or neither")
         if self.observation is not None and self.level != "example":
@@ -246,18 +304,34 @@ class Candidate:
             )
 
 
+_Values = tuple[
+    int, str, str, str, float, tuple[int, ...], int, tuple[int, ...], int, int, int, int,
+    str | None, str | None, bytes,
+]  # fmt: skip
+"""What the binding returns per entry, in :class:`Experience`'s field order (embedding as
+little-endian float32 bytes)."""
+
+_FIELDS = (
+    "id", "text", "zone", "level", "score", "episode_ids", "iteration", "cluster_ids",
+    "created_iteration", "retrieved", "successes", "failures", "observation", "action",
+)  # fmt: skip
+
+
 class Experience:
-    """One library entry: an immutable snapshot taken when it was returned.
+    """One library entry: an immutable value, a snapshot taken when it was returned.
 
     Attributes: ``id`` (stable), ``text``, ``zone``, ``level``, ``score``, ``episode_ids``,
     ``iteration`` (latest provenance), ``cluster_ids`` (source clusters), ``created_iteration``,
     usage stats ``retrieved`` / ``successes`` / ``failures``, ``observation`` / ``action``
-    (demonstration of an example entry, else ``None``) and ``embedding`` (float32 unit vector,
-    computed on request). ``utility`` is the success rate of the episodes that used it.
+    (demonstration of an example entry, else ``None``) and ``embedding`` (float32 unit vector).
+    ``utility`` is the success rate of the episodes that used it.
+
+    The library builds these from plain values that cross the Rust boundary once per entry;
+    building one by hand validates every field like :class:`Candidate` does.
     """
 
-    __slots__ = ("_r",)
-    _r: Any
+    __slots__ = ("_v",)
+    _v: _Values
 
     def __init__(
         self,
@@ -277,128 +351,119 @@ class Experience:
         action: str | None = None,
         embedding: npt.ArrayLike | None = None,
     ) -> None:
-        emb = (
-            None if embedding is None else np.asarray(embedding, dtype=np.float32).ravel().tolist()
-        )
-        rec = _core.ExperienceRecord(
-            _u64("id", id),
-            text,
+        if zone not in ZONES:
+            raise ValueError(f"Experience.zone must be one of {ZONES}, got {zone!r}")
+        if level not in LEVELS:
+            raise ValueError(f"Experience.level must be one of {LEVELS}, got {level!r}")
+        emb = np.zeros(0, np.float32) if embedding is None else np.asarray(embedding, np.float32)
+        if emb.ndim != 1 or not np.isfinite(emb).all():
+            raise ValueError("Experience.embedding must be a 1-D array of finite numbers")
+        values: _Values = (
+            _u64("Experience.id", id),
+            _text("Experience.text", text),
             zone,
             level,
-            float(score),
-            list(_ids("episode_ids", episode_ids)),
-            _u64("iteration", iteration),
-            list(_ids("cluster_ids", cluster_ids)),
-            _u64("created_iteration", created_iteration),
-            _u64("retrieved", retrieved),
-            _u64("successes", successes),
-            _u64("failures", failures),
-            observation,
-            action,
-            emb,
+            _score("Experience.score", score),
+            _ids("Experience.episode_ids", episode_ids),
+            _u64("Experience.iteration", iteration),
+            _ids("Experience.cluster_ids", cluster_ids),
+            _u64("Experience.created_iteration", created_iteration),
+            _u64("Experience.retrieved", retrieved),
+            _u64("Experience.successes", successes),
+            _u64("Experience.failures", failures),
+            _opt_text("Experience.observation", observation),
+            _opt_text("Experience.action", action),
+            emb.astype("<f4").tobytes(),
         )
-        _set_record(self, rec)
+        _set_values(self, values)
 
     @property
     def id(self) -> int:
         """Stable id (assigned in admission order, never reused)."""
-        return self._r.id
+        return self._v[0]
 
     @property
     def text(self) -> str:
         """The advice, sanitised."""
-        return self._r.text
+        return self._v[1]
 
     @property
     def zone(self) -> str:
         """``"strategy"`` or ``"warning"``."""
-        return self._r.zone
+        return self._v[2]
 
     @property
     def level(self) -> str:
         """``"principle"``, ``"pattern"`` or ``"example"``."""
-        return self._r.level
+        return self._v[3]
 
     @property
     def score(self) -> float:
         """Quality score (source reward; moved by outcomes when ``ema_alpha`` is set)."""
-        return self._r.score
+        return self._v[4]
 
     @property
     def episode_ids(self) -> tuple[int, ...]:
         """Source episode ids (most recent ``max_provenance``)."""
-        return self._r.episode_ids
+        return self._v[5]
 
     @property
     def iteration(self) -> int:
         """Iteration of the latest provenance merged into the entry."""
-        return self._r.iteration
+        return self._v[6]
 
     @property
     def cluster_ids(self) -> tuple[int, ...]:
         """Observation clusters of the source steps."""
-        return self._r.cluster_ids
+        return self._v[7]
 
     @property
     def created_iteration(self) -> int:
         """Iteration at which the entry was admitted."""
-        return self._r.created_iteration
+        return self._v[8]
 
     @property
     def retrieved(self) -> int:
         """Retrievals reported by :meth:`ExperienceLibrary.record_outcome`."""
-        return self._r.retrieved
+        return self._v[9]
 
     @property
     def successes(self) -> int:
         """Episodes that used the entry and succeeded."""
-        return self._r.successes
+        return self._v[10]
 
     @property
     def failures(self) -> int:
         """Episodes that used the entry and failed."""
-        return self._r.failures
+        return self._v[11]
 
     @property
     def observation(self) -> str | None:
         """Demonstration observation (example entries), else ``None``."""
-        return self._r.observation
+        return self._v[12]
 
     @property
     def action(self) -> str | None:
         """Demonstration action (example entries), else ``None``."""
-        return self._r.action
+        return self._v[13]
 
     @property
     def embedding(self) -> npt.NDArray[np.float32]:
         """Unit embedding of the text, float32 ``(dim,)`` (a copy; empty if built by hand)."""
-        return self._r.embedding
+        return np.frombuffer(self._v[14], dtype="<f4").astype(np.float32)
 
     @property
     def utility(self) -> float | None:
         """Success rate of the episodes that used the entry, ``None`` before any outcome."""
-        n = self._r.successes + self._r.failures
-        return self._r.successes / n if n else None
+        n = self._v[10] + self._v[11]
+        return self._v[10] / n if n else None
 
     def to_dict(self) -> dict[str, Any]:
         """All fields but the embedding, as JSON-ready values."""
-        r = self._r
-        return {
-            "id": r.id,
-            "text": r.text,
-            "zone": r.zone,
-            "level": r.level,
-            "score": r.score,
-            "episode_ids": list(r.episode_ids),
-            "iteration": r.iteration,
-            "cluster_ids": list(r.cluster_ids),
-            "created_iteration": r.created_iteration,
-            "retrieved": r.retrieved,
-            "successes": r.successes,
-            "failures": r.failures,
-            "observation": r.observation,
-            "action": r.action,
-        }
+        d: dict[str, Any] = dict(zip(_FIELDS, self._v, strict=False))
+        d["episode_ids"] = list(self._v[5])
+        d["cluster_ids"] = list(self._v[7])
+        return d
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -409,35 +474,36 @@ class Experience:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Experience):
             return NotImplemented
-        return self.to_dict() == other.to_dict()
+        return self._v[:14] == other._v[:14]
 
     def __hash__(self) -> int:
-        return hash((self._r.id, self._r.text, self._r.score, self._r.retrieved))
+        return hash((self._v[0], self._v[1], self._v[4], self._v[9]))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        d = self.to_dict()
-        return (_experience_from_dict, (d, self._r.embedding.tolist()))
+        return (_experience_from_values, (self._v,))
 
     def __repr__(self) -> str:
-        text = self._r.text if len(self._r.text) <= 60 else self._r.text[:57] + "..."
+        v = self._v
+        text = v[1] if len(v[1]) <= 60 else v[1][:57] + "..."
         return (
-            f"Experience(id={self._r.id}, zone={self._r.zone!r}, level={self._r.level!r}, "
-            f"score={self._r.score:g}, text={text!r})"
+            f"Experience(id={v[0]}, zone={v[2]!r}, level={v[3]!r}, score={v[4]:g}, text={text!r})"
         )
 
 
-_set_record = Experience.__dict__["_r"].__set__
+_set_values = Experience.__dict__["_v"].__set__
 _new_experience = object.__new__
 
 
-def _wrap(rec: Any) -> Experience:
+def _wrap(values: _Values) -> Experience:
+    """An :class:`Experience` around values from the binding (already valid: no checks)."""
     e = _new_experience(Experience)
-    _set_record(e, rec)
+    _set_values(e, values)
     return e
 
 
-def _experience_from_dict(d: dict[str, Any], embedding: list[float]) -> Experience:
-    return Experience(**d, embedding=embedding or None)
+def _experience_from_values(v: _Values) -> Experience:
+    """Unpickling: through the constructor, so that a crafted pickle is validated."""
+    return Experience(*v[:14], embedding=np.frombuffer(v[14], dtype="<f4"))
 
 
 @dataclass(frozen=True)
@@ -606,8 +672,8 @@ class ExperienceLibrary:
         kw = self._kw if k_warning is None else _small_int("k_warning", k_warning, 0)
         if type(cluster_id) is not int or not 0 <= cluster_id < _U64:
             cluster_id = _u64("cluster_id", cluster_id)
-        if type(text) is not str:
-            raise TypeError(f"text must be str, got {type(text).__name__}")
+        if type(text) is not str or not text.isascii():
+            _text("text", text)
         hits = self._inner.retrieve(cluster_id, ks, kw)
         if hits is None:
             q = check_embeddings(self.embedder, [text])[0]
@@ -635,8 +701,8 @@ class ExperienceLibrary:
         if len(texts) != len(cids):
             raise ValueError(f"texts has {len(texts)} items, cluster_ids has {len(cids)}")
         for i, t in enumerate(texts):
-            if type(t) is not str:
-                raise TypeError(f"texts[{i}] must be str, got {type(t).__name__}")
+            if type(t) is not str or not t.isascii():
+                _text(f"texts[{i}]", t)
         hits = self._inner.retrieve_hits(cids, ks, kw)
         miss = [i for i, h in enumerate(hits) if h is None]
         if miss:
@@ -660,7 +726,8 @@ class ExperienceLibrary:
 
         ``entry_ids``: every id the episode retrieved, once per retrieval (repeats count as
         retrievals); each distinct id gets one success or failure. With ``ema_alpha`` set the
-        score moves towards ``reward`` (default 1.0 for success, 0.0 for failure). Unknown ids
+        score moves towards ``reward`` (default 1.0 for success, 0.0 for failure; finite, within
+        :data:`SCORE_LIMIT` in magnitude). Unknown ids
         raise ``KeyError`` and change nothing, unless ``ignore_missing`` (entries evicted since
         they were retrieved are then skipped). Returns the number of distinct entries credited.
         """
@@ -668,11 +735,7 @@ class ExperienceLibrary:
         if not isinstance(success, (bool, np.bool_)):
             raise TypeError(f"success must be a bool, got {type(success).__name__}")
         if reward is not None:
-            if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)):
-                raise TypeError(f"reward must be a number or None, got {type(reward).__name__}")
-            if not math.isfinite(reward):
-                raise ValueError(f"reward must be finite, got {reward}")
-            reward = float(reward)
+            reward = _real("reward", reward, -SCORE_LIMIT, SCORE_LIMIT, "a number or None")
         return self._inner.record_outcome(ids, bool(success), reward, bool(ignore_missing))
 
     def link(self, cluster_id: int, entry_ids: Iterable[int]) -> int:
@@ -769,7 +832,7 @@ class ExperienceLibrary:
 
         An interrupted save leaves the previous file intact. GIL released.
         """
-        self._inner.save(os.fspath(path))
+        self._inner.save(_path(path))
 
     @classmethod
     def load(cls, path: PathLike, embedder: Embedder | None = None) -> ExperienceLibrary:
@@ -780,7 +843,7 @@ class ExperienceLibrary:
         ``embedder``. With ``embedder=None`` the stored fingerprint picks the embedder
         (hashing or MiniLM); another embedder must be passed explicitly.
         """
-        return cls._restore(_core.Library.load(os.fspath(path)), embedder)
+        return cls._restore(_core.Library.load(_path(path)), embedder)
 
     @classmethod
     def _restore(cls, inner: Any, embedder: Embedder | None) -> ExperienceLibrary:
@@ -815,7 +878,7 @@ class ExperienceLibrary:
             d["linked_clusters"] = list(self.linked_clusters(e.id))
             lines.append(json.dumps(d, ensure_ascii=False))
         data = "".join(line + "\n" for line in lines).encode("utf-8")
-        _core.write_file_atomic(os.fspath(path), data)
+        _core.write_file_atomic(_path(path), data)
         return len(lines)
 
     def import_jsonl(self, path: PathLike) -> list[int]:
@@ -824,11 +887,16 @@ class ExperienceLibrary:
         This is a restore, not an admission: no rate limit and no novelty check, but texts are
         sanitised and capacities enforced. ``text``, ``zone``, ``level`` and ``score`` are
         required; a given ``id`` is kept and must be unused. Raises ``ValueError`` naming the
-        line on any problem. Returns the ids in file order.
+        line on any problem (``OSError`` if the file cannot be read). Returns the ids in file
+        order.
         """
         items = []
-        with open(os.fspath(path), encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
+        with open(_path(path), "rb") as f:
+            for n, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ValueError(f"line {n}: not UTF-8 text ({exc.reason})") from None
                 if line.strip():
                     items.append(_import_item(line, n))
         if not items:
@@ -852,6 +920,7 @@ def _check_embedder(e: Any) -> None:
         raise TypeError(f"embedder.dim must be a positive int, got {dim!r}")
     if not isinstance(name, str) or not name:
         raise TypeError(f"embedder.name must be a non-empty str, got {name!r}")
+    _text("embedder.name", name)
     if not callable(getattr(e, "embed", None)):
         raise TypeError("embedder must have an embed(texts) method")
 
@@ -864,6 +933,21 @@ def _embedder_for(name: str, dim: int) -> Embedder:
     raise SnapshotError(
         f"snapshot was made with embedder {name!r} (dim {dim}); pass embedder= to load it"
     )
+
+
+def _path(path: Any) -> str:
+    """``path`` as a str for the binding; a TypeError or ValueError naming ``path`` otherwise."""
+    try:
+        p = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    if isinstance(p, bytes):
+        p = os.fsdecode(p)
+    try:
+        os.fsencode(p)
+    except UnicodeEncodeError:
+        raise ValueError(f"path: {_NOT_UNICODE}") from None
+    return p
 
 
 def _u64_array(name: str, v: Any) -> npt.NDArray[np.uint64]:
@@ -885,6 +969,8 @@ def _import_item(line: str, n: int) -> dict[str, Any]:
         d = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"line {n}: not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise ValueError(f"line {n}: JSON nested too deeply") from None
     if not isinstance(d, dict):
         raise ValueError(f"line {n}: expected a JSON object")
     unknown = sorted(set(d) - set(_EXPORT_FIELDS))

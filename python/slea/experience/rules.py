@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
 
-from slea.experience.distill import Digest, DistillResult, Draft, clean_text
+from slea.experience.records import Digest, DistillResult, Draft, clean_text
 from slea.trajectory import Episode, Step
 
 # ---------------------------------------------------------------------------------------------

@@ -189,17 +189,13 @@ impl Library {
     }
 
     /// Admit `candidates` at evolution step `iteration`, in order (see the module docs).
-    /// Malformed input (wrong embedding dimension, non-finite values) fails the whole call
-    /// before anything changes; content problems make a candidate `invalid`.
+    /// Malformed input (wrong embedding dimension, non-finite values, a score beyond
+    /// [`MAX_ABS_SCORE`]) fails the whole call before anything changes; content problems make a
+    /// candidate `invalid`.
     pub fn admit(&mut self, candidates: Vec<Candidate>, iteration: u64) -> Result<Vec<Decision>> {
         let mut prepared = Vec::with_capacity(candidates.len());
         for (i, c) in candidates.into_iter().enumerate() {
-            if !c.score.is_finite() {
-                return Err(Error::invalid(
-                    format!("candidates[{i}].score"),
-                    format!("must be finite, got {}", c.score),
-                ));
-            }
+            check_score(format!("candidates[{i}].score"), c.score)?;
             let unit = self.check_vector(&format!("candidates[{i}].embedding"), &c.embedding)?;
             prepared.push((c, unit));
         }
@@ -433,7 +429,8 @@ impl Library {
 
     /// Credit the entries an episode retrieved: each occurrence of an id counts one retrieval;
     /// each distinct id gets one success or failure. With `ema_alpha` set, the score moves
-    /// towards `reward` (default 1 for success, 0 for failure) by `ema_alpha`. Unknown ids fail
+    /// towards `reward` (default 1 for success, 0 for failure; within [`MAX_ABS_SCORE`]) by
+    /// `ema_alpha`. Unknown ids fail
     /// the call (nothing changed) unless `ignore_missing`. Returns the distinct ids credited.
     pub fn record_outcome(
         &mut self,
@@ -442,8 +439,8 @@ impl Library {
         reward: Option<f64>,
         ignore_missing: bool,
     ) -> Result<usize> {
-        if let Some(r) = reward.filter(|r| !r.is_finite()) {
-            return Err(Error::invalid("reward", format!("must be finite, got {r}")));
+        if let Some(r) = reward {
+            check_score("reward", r)?;
         }
         if !ignore_missing {
             self.check_ids(ids)?;
@@ -469,7 +466,8 @@ impl Library {
                 e.failures += 1;
             }
             if let Some(a) = self.params.ema_alpha {
-                e.score = (1.0 - a) * e.score + a * target;
+                // A convex combination of two in-range values; the clamp absorbs rounding.
+                e.score = ((1.0 - a) * e.score + a * target).clamp(-MAX_ABS_SCORE, MAX_ABS_SCORE);
             }
             let (new_key, z, l) = (e.key(), e.zone.index(), e.level.index());
             self.rekey(z, l, old_key, new_key);
@@ -523,5 +521,7 @@ impl Library {
     }
 }
 
+#[cfg(test)]
+mod bad_values;
 #[cfg(test)]
 mod tests;

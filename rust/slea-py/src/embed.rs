@@ -1,5 +1,6 @@
 //! Bindings for slea_core::embed: the feature-hashing embedder behind `slea.HashingEmbedder`.
 
+use crate::canon::{str_items, str_slices};
 use crate::error::CoreResult;
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
@@ -9,9 +10,11 @@ use pyo3::prelude::*;
 #[pyfunction]
 fn hashing_embed<'py>(
     py: Python<'py>,
-    texts: Vec<String>,
+    texts: &Bound<'py, PyAny>,
     dim: usize,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let items = str_items(texts, "texts")?;
+    let texts = str_slices(&items, "texts")?;
     let n = texts.len();
     let flat: CoreResult<Vec<f32>> =
         py.detach(|| Ok(slea_core::embed::hashing_embed_batch(&texts, dim)?));

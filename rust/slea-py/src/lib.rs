@@ -9,6 +9,7 @@ mod advantage;
 mod canon;
 mod cluster;
 mod embed;
+mod entry;
 mod error;
 mod hnsw;
 mod library;

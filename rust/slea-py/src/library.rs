@@ -1,135 +1,23 @@
-//! Bindings for slea_core::library: `slea._core.Library` and `slea._core.ExperienceRecord`,
-//! wrapped by `slea.ExperienceLibrary` and `slea.Experience`.
+//! Bindings for slea_core::library: `slea._core.Library`, wrapped by `slea.ExperienceLibrary`.
+//! Entries come out as tuples of plain values (`crate::entry`), from which Python builds
+//! `slea.Experience`.
 //!
 //! The library sits behind a `Mutex`. Batch calls take it with the GIL released; a single
 //! retrieval first tries the lock with the GIL held (no thread switch when uncontended) and
 //! falls back to waiting with the GIL released. Python objects are built only after the lock is
 //! dropped, so no thread ever needs the GIL while holding the lock.
 
-use crate::error::CoreResult;
-use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use crate::canon::{str_items, str_slices};
+use crate::entry::{Converted, Values};
+use crate::error::{CoreResult, PyCoreErr};
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
-use slea_core::library::{
-    sanitize, Candidate, Entry, Hits, ImportEntry, Level, Library, LibraryParams, Zone,
-};
+use slea_core::library::{sanitize, Candidate, ImportEntry, Level, Library, LibraryParams, Zone};
 use slea_core::Error;
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-
-/// One experience, an immutable snapshot of a library entry.
-#[pyclass(module = "slea._core", name = "ExperienceRecord", frozen)]
-pub struct PyRecord(Arc<Entry>);
-
-#[pymethods]
-impl PyRecord {
-    #[new]
-    #[pyo3(signature = (id, text, zone, level, score, episode_ids=Vec::new(), iteration=0,
-                        cluster_ids=Vec::new(), created_iteration=0, retrieved=0, successes=0,
-                        failures=0, observation=None, action=None, embedding=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        id: u64,
-        text: String,
-        zone: &str,
-        level: &str,
-        score: f64,
-        episode_ids: Vec<u64>,
-        iteration: u64,
-        cluster_ids: Vec<u64>,
-        created_iteration: u64,
-        retrieved: u64,
-        successes: u64,
-        failures: u64,
-        observation: Option<String>,
-        action: Option<String>,
-        embedding: Option<Vec<f32>>,
-    ) -> CoreResult<Self> {
-        Ok(PyRecord(Arc::new(Entry {
-            id,
-            text,
-            zone: Zone::parse(zone)?,
-            level: Level::parse(level)?,
-            score,
-            episode_ids,
-            iteration,
-            cluster_ids,
-            created_iteration,
-            seq: 0,
-            retrieved,
-            successes,
-            failures,
-            observation,
-            action,
-            embedding: embedding.unwrap_or_default().into(),
-        })))
-    }
-    #[getter]
-    fn id(&self) -> u64 {
-        self.0.id
-    }
-    #[getter]
-    fn text(&self) -> &str {
-        &self.0.text
-    }
-    #[getter]
-    fn zone(&self) -> &'static str {
-        self.0.zone.name()
-    }
-    #[getter]
-    fn level(&self) -> &'static str {
-        self.0.level.name()
-    }
-    #[getter]
-    fn score(&self) -> f64 {
-        self.0.score
-    }
-    #[getter]
-    fn episode_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, &self.0.episode_ids)
-    }
-    #[getter]
-    fn iteration(&self) -> u64 {
-        self.0.iteration
-    }
-    #[getter]
-    fn cluster_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, &self.0.cluster_ids)
-    }
-    #[getter]
-    fn created_iteration(&self) -> u64 {
-        self.0.created_iteration
-    }
-    #[getter]
-    fn retrieved(&self) -> u64 {
-        self.0.retrieved
-    }
-    #[getter]
-    fn successes(&self) -> u64 {
-        self.0.successes
-    }
-    #[getter]
-    fn failures(&self) -> u64 {
-        self.0.failures
-    }
-    #[getter]
-    fn observation(&self) -> Option<&str> {
-        self.0.observation.as_deref()
-    }
-    #[getter]
-    fn action(&self) -> Option<&str> {
-        self.0.action.as_deref()
-    }
-    #[getter]
-    fn embedding<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
-        PyArray1::from_slice(py, &self.0.embedding)
-    }
-}
-
-fn records(h: &Hits) -> Vec<PyRecord> {
-    h.iter().map(|e| PyRecord(e.clone())).collect()
-}
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 fn slice1<'a, T: numpy::Element + Copy>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
     match a.as_slice() {
@@ -221,6 +109,7 @@ type SnapshotInfo = (String, u32, u32, Vec<(String, usize)>);
 #[pyclass(module = "slea._core", name = "Library", frozen)]
 pub struct PyLibrary {
     inner: Mutex<Library>,
+    converted: Converted,
 }
 
 impl PyLibrary {
@@ -240,6 +129,7 @@ impl PyLibrary {
     fn wrap(lib: Library) -> Self {
         PyLibrary {
             inner: Mutex::new(lib),
+            converted: Converted::default(),
         }
     }
 }
@@ -352,61 +242,66 @@ impl PyLibrary {
     /// Retrieve for one cluster: the pool answer, else (with `query`) the semantic fallback,
     /// else `None`.
     #[pyo3(signature = (cluster_id, k_strategy, k_warning, query=None))]
-    fn retrieve(
+    fn retrieve<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         cluster_id: u64,
         k_strategy: usize,
         k_warning: usize,
         query: Option<PyReadonlyArray1<'_, f32>>,
-    ) -> CoreResult<Option<Vec<PyRecord>>> {
+    ) -> PyResult<Option<Values<'py>>> {
         let hits = match query {
             None => self.with(py, |l| l.retrieve_hit(cluster_id, k_strategy, k_warning)),
             Some(q) => {
                 let q = slice1(&q);
                 let q: &[f32] = &q;
-                Some(self.with(py, |l| {
+                let found = self.with(py, |l| {
                     l.retrieve_fallback(cluster_id, q, k_strategy, k_warning)
-                })?)
+                });
+                Some(found.map_err(PyCoreErr::from)?)
             }
         };
-        Ok(hits.as_ref().map(records))
+        hits.map(|h| self.converted.values(py, &h)).transpose()
     }
 
     /// Pool answers for many clusters (`None` where the pool is empty). GIL released.
-    fn retrieve_hits(
+    fn retrieve_hits<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         cluster_ids: PyReadonlyArray1<'_, u64>,
         k_strategy: usize,
         k_warning: usize,
-    ) -> Vec<Option<Vec<PyRecord>>> {
+    ) -> PyResult<Vec<Option<Values<'py>>>> {
         let cs = slice1(&cluster_ids);
         let cs: &[u64] = &cs;
         let hits = py.detach(|| self.lock().retrieve_hits(cs, k_strategy, k_warning));
-        hits.iter().map(|h| h.as_ref().map(records)).collect()
+        hits.iter()
+            .map(|h| h.as_ref().map(|h| self.converted.values(py, h)).transpose())
+            .collect()
     }
 
     /// Fallback answers for many clusters with `(n, dim)` float32 queries. GIL released.
-    fn retrieve_fallbacks(
+    fn retrieve_fallbacks<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         cluster_ids: PyReadonlyArray1<'_, u64>,
         queries: PyReadonlyArray2<'_, f32>,
         k_strategy: usize,
         k_warning: usize,
-    ) -> CoreResult<Vec<Vec<PyRecord>>> {
+    ) -> PyResult<Vec<Values<'py>>> {
         let cs = slice1(&cluster_ids);
         let cs: &[u64] = &cs;
         let (data, n, d) = rows(&queries);
         let dim = self.lock().params().dim;
-        check_rows("queries", n, d, cs.len(), dim)?;
+        check_rows("queries", n, d, cs.len(), dim).map_err(PyCoreErr::from)?;
         let data: &[f32] = &data;
-        let hits = py.detach(|| {
-            self.lock()
-                .retrieve_fallbacks(cs, data, k_strategy, k_warning)
-        })?;
-        Ok(hits.iter().map(records).collect())
+        let hits = py
+            .detach(|| {
+                self.lock()
+                    .retrieve_fallbacks(cs, data, k_strategy, k_warning)
+            })
+            .map_err(PyCoreErr::from)?;
+        hits.iter().map(|h| self.converted.values(py, h)).collect()
     }
 
     /// Credit retrieved entries with an episode outcome. GIL released.
@@ -466,8 +361,10 @@ impl PyLibrary {
     }
 
     /// Entry by id, or `None`.
-    fn get(&self, entry_id: u64) -> Option<PyRecord> {
-        self.lock().get(entry_id).map(PyRecord)
+    fn get<'py>(&self, py: Python<'py>, entry_id: u64) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let e = self.lock().get(entry_id);
+        let v = e.map(|e| self.converted.values(py, &[e])).transpose()?;
+        Ok(v.and_then(|v| v.into_iter().next()))
     }
 
     /// Remove an entry (`KeyError` if absent).
@@ -477,15 +374,19 @@ impl PyLibrary {
 
     /// Entries sorted by id, optionally of one zone and/or level.
     #[pyo3(signature = (zone=None, level=None))]
-    fn entries(&self, zone: Option<&str>, level: Option<&str>) -> CoreResult<Vec<PyRecord>> {
-        let z = zone.map(Zone::parse).transpose()?;
-        let l = level.map(Level::parse).transpose()?;
-        Ok(self
-            .lock()
-            .entries(z, l)
-            .into_iter()
-            .map(PyRecord)
-            .collect())
+    fn entries<'py>(
+        &self,
+        py: Python<'py>,
+        zone: Option<&str>,
+        level: Option<&str>,
+    ) -> PyResult<Values<'py>> {
+        let z = zone.map(Zone::parse).transpose().map_err(PyCoreErr::from)?;
+        let l = level
+            .map(Level::parse)
+            .transpose()
+            .map_err(PyCoreErr::from)?;
+        let es = self.lock().entries(z, l);
+        self.converted.values(py, &es)
     }
 
     /// Clusters whose pools hold the entry.
@@ -532,11 +433,13 @@ impl PyLibrary {
 #[pyo3(signature = (texts, max_chars, keep_newlines=false))]
 fn sanitize_texts(
     py: Python<'_>,
-    texts: Vec<String>,
+    texts: &Bound<'_, PyAny>,
     max_chars: usize,
     keep_newlines: bool,
-) -> Vec<(Option<String>, String)> {
-    py.detach(|| {
+) -> PyResult<Vec<(Option<String>, String)>> {
+    let items = str_items(texts, "texts")?;
+    let texts = str_slices(&items, "texts")?;
+    Ok(py.detach(|| {
         texts
             .iter()
             .map(|t| match sanitize(t, max_chars, keep_newlines) {
@@ -544,7 +447,7 @@ fn sanitize_texts(
                 Err(r) => (None, r),
             })
             .collect()
-    })
+    }))
 }
 
 /// Write bytes to a file atomically (temporary file, fsync, rename, fsync of the directory).
@@ -570,7 +473,6 @@ fn snapshot_info(py: Python<'_>, path: PathBuf) -> CoreResult<SnapshotInfo> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLibrary>()?;
-    m.add_class::<PyRecord>()?;
     m.add_function(wrap_pyfunction!(sanitize_texts, m)?)?;
     m.add_function(wrap_pyfunction!(write_file_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_info, m)?)?;
@@ -579,5 +481,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         slea_core::snapshot::FORMAT_VERSION,
     )?;
     m.add("LIBRARY_SCHEMA_VERSION", slea_core::library::SCHEMA_VERSION)?;
+    m.add("LIBRARY_MAX_ABS_SCORE", slea_core::library::MAX_ABS_SCORE)?;
     Ok(())
 }

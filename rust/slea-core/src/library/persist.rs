@@ -10,7 +10,7 @@
 //! - `hnsw`: the index's own serialisation.
 //!
 //! Loading re-validates everything a checksum cannot vouch for (a crafted file): sanitised text,
-//! finite scores, unit embeddings, unique ids, capacities, pool bounds and links, and that the
+//! finite scores within [`super::MAX_ABS_SCORE`], unit embeddings, unique ids, capacities, pool bounds and links, and that the
 //! index holds exactly the entries. Any violation is an [`Error::Snapshot`].
 
 use super::{sanitize, Entry, Key, Level, Library, LibraryParams, Pool, Zone};
@@ -79,7 +79,7 @@ pub struct ImportEntry {
     pub zone: Zone,
     /// Level.
     pub level: Level,
-    /// Score; must be finite.
+    /// Score; finite, at most [`super::MAX_ABS_SCORE`] in magnitude.
     pub score: f64,
     /// Source episode ids.
     pub episode_ids: Vec<u64>,
@@ -283,8 +283,12 @@ impl Library {
         if sanitize(&e.text, p.max_text_chars, false).as_ref() != Ok(&e.text) {
             return Err("text is not sanitised".into());
         }
-        if !e.score.is_finite() {
-            return Err("score is not finite".into());
+        if super::check_score("score", e.score).is_err() {
+            return Err(format!(
+                "score {} is not finite or beyond +-{:e}",
+                super::types::number(e.score),
+                super::MAX_ABS_SCORE
+            ));
         }
         match (&e.observation, &e.action) {
             (None, None) => {}
@@ -367,7 +371,7 @@ impl Library {
     }
 
     /// Insert complete entries (a restore, not an admission: no rate limit, no novelty check).
-    /// All-or-nothing: texts must sanitise, scores be finite, embeddings valid, kept ids unused,
+    /// All-or-nothing: texts must sanitise, scores be finite and within [`super::MAX_ABS_SCORE`], embeddings valid, kept ids unused,
     /// and no (zone, level) may exceed its capacity. Returns the ids in input order.
     pub fn import_entries(&mut self, items: Vec<ImportEntry>) -> Result<Vec<u64>> {
         let mut prepared = Vec::with_capacity(items.len());
@@ -432,12 +436,7 @@ impl Library {
         let p = &self.params;
         let text = sanitize(&it.text, p.max_text_chars, false)
             .map_err(|m| Error::invalid(arg("text"), m))?;
-        if !it.score.is_finite() {
-            return Err(Error::invalid(
-                arg("score"),
-                format!("must be finite, got {}", it.score),
-            ));
-        }
+        super::check_score(arg("score"), it.score)?;
         let unit = self
             .check_vector(&arg("embedding"), &it.embedding)?
             .ok_or_else(|| Error::invalid(arg("embedding"), "is the zero vector"))?;

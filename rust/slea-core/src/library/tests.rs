@@ -3,7 +3,7 @@ use proptest::prelude::*;
 
 const DIM: usize = 8;
 
-fn params(cap_s: usize, cap_w: usize) -> LibraryParams {
+pub(super) fn params(cap_s: usize, cap_w: usize) -> LibraryParams {
     LibraryParams {
         dim: DIM,
         embedder: "test-onehot".into(),
@@ -20,13 +20,13 @@ fn params(cap_s: usize, cap_w: usize) -> LibraryParams {
     }
 }
 
-fn onehot(i: usize) -> Vec<f32> {
+pub(super) fn onehot(i: usize) -> Vec<f32> {
     let mut v = vec![0.0; DIM];
     v[i % DIM] = 1.0;
     v
 }
 
-fn cand(text: &str, zone: Zone, level: Level, score: f64, dir: usize) -> Candidate {
+pub(super) fn cand(text: &str, zone: Zone, level: Level, score: f64, dir: usize) -> Candidate {
     Candidate {
         text: text.into(),
         zone,
@@ -49,7 +49,7 @@ fn outcomes(d: &[Decision]) -> Vec<&'static str> {
 }
 
 /// Every structural invariant the library promises.
-fn check_invariants(lib: &Library) {
+pub(super) fn check_invariants(lib: &Library) {
     let p = &lib.params;
     for z in Zone::ALL {
         for l in Level::ALL {

@@ -83,9 +83,46 @@ impl Level {
     }
 }
 
+/// Largest magnitude of a score, and of an outcome reward (the target the score's moving average
+/// moves to). A score is an episode return: the source episode's total reward, a mean of such
+/// returns for a regularity, or a moving average towards rewards. The paper's environments give
+/// returns within +-100 (ALFWorld and WebShop 10 on success, ScienceWorld -100..100, Sokoban
+/// about -20..13), so 1e6 leaves four orders of magnitude for reward scaling, while a value
+/// beyond it (1e308, `f64::MAX` used as a sentinel) is a bug that would outrank every real
+/// entry for good. Within the bound every sum and moving average stays exact enough to order.
+pub const MAX_ABS_SCORE: f64 = 1e6;
+
+/// `Ok` when `v` is a finite number within [`MAX_ABS_SCORE`] in magnitude, else an error
+/// naming `arg`.
+pub fn check_score(arg: impl Into<String>, v: f64) -> Result<()> {
+    if v.is_finite() && v.abs() <= MAX_ABS_SCORE {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            arg,
+            format!(
+                "must be a finite number in [-{MAX_ABS_SCORE:e}, {MAX_ABS_SCORE:e}], got {}",
+                number(v)
+            ),
+        ))
+    }
+}
+
+/// `v` as a short decimal (exponent notation for huge or tiny magnitudes).
+pub(super) fn number(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && !(1e-6..1e16).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 pub(super) fn tag(zone: Zone, level: Level) -> u32 {
     (zone.index() * 3 + level.index()) as u32
 }
+
+/// Largest admission rate per step (the Python side passes ints up to 2**31).
+const MAX_RATE: f64 = 4_294_967_296.0;
 
 /// Library parameters (validated by [`LibraryParams::validate`]; Python owns the defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,10 +174,10 @@ impl LibraryParams {
             ("rate_per_step[strategy]", self.rate_per_step[0]),
             ("rate_per_step[warning]", self.rate_per_step[1]),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
+            if !(v.is_finite() && (0.0..=MAX_RATE).contains(&v)) {
                 return Err(Error::invalid(
                     name,
-                    format!("must be finite and >= 0, got {v}"),
+                    format!("must be in [0, 2**32], got {v}"),
                 ));
             }
         }
@@ -227,7 +264,7 @@ pub struct Candidate {
     pub zone: Zone,
     /// Level.
     pub level: Level,
-    /// Score (source episode reward); must be finite.
+    /// Score (source episode reward); finite, at most [`MAX_ABS_SCORE`] in magnitude.
     pub score: f64,
     /// Source episode ids.
     pub episode_ids: Vec<u64>,
