@@ -19,8 +19,6 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1] / "python"
 
 LAYERS: dict[str, int] = {
@@ -117,11 +115,6 @@ def test_dependencies_point_down() -> None:
     assert not wrong, "\n".join(sorted(wrong))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known circles (slea.envs <-> slea.envs.vector, experience.distill <-> rules) are "
-    "being removed on their own branches; strict, so this marker goes once they are gone",
-)
 def test_no_import_circles() -> None:
     edges = _imports(_modules())
     index: dict[str, int] = {}
