@@ -37,9 +37,15 @@ def test_training_free_and_test_time_evolution(tmp_path, monkeypatch) -> None:
 
         monkeypatch.setattr(trainer_module, "evolve_library", spy)
         version, size = trainer.library.version, len(trainer.library)
-        trainer.evaluate()
+        snapshot = trainer.library._snapshot_bytes()
+        result = trainer.evaluate()
         assert evolved and all(lib is not trainer.library for lib in evolved)
         assert (trainer.library.version, len(trainer.library)) == (version, size)
+        assert trainer.library._snapshot_bytes() == snapshot  # no held-out text got in
+        used = result["library"]
+        assert used["evolved"] and used["entries"] == size and used["version"] == version
+        assert used["source"] == "copy of the training library after iteration 3"
+        assert used["entries_after"] > size  # the copy did learn from the held-out episodes
         monkeypatch.setattr(trainer_module, "evolve_library", real)
     cfg = tiny_config(tmp_path / "clean", "train.iterations=2")
     with Trainer(cfg) as trainer:

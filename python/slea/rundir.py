@@ -10,6 +10,7 @@ Layout of a run directory::
     checkpoints/iter_N/  model, optimizer, library, clusterer, RNG state, manifest.json
     report/            the HTML report and its figures
     summary.json       untrained vs trained success
+    .lock              held (flock) by the process that trains in the directory
 
 :func:`atomic_write_bytes` is the one atomic-write helper of the package (temporary file in the
 same directory, fsync, rename, fsync of the directory).
@@ -33,10 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slea.errors import SnapshotError
+from slea.errors import ConfigError, SleaError, SnapshotError
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
+LOCK = ".lock"
+MODEL_INIT = "model_init"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 REPORT = "report"
@@ -87,6 +90,50 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def write_manifest(directory: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """fsync every file under ``directory`` and write its ``manifest.json`` (sizes and SHA-256 of
+    every file, plus ``meta``) atomically; returns the manifest."""
+    directory = Path(directory)
+    files = {}
+    for f in sorted(directory.rglob("*")):
+        if f.is_file() and f != directory / MANIFEST:
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+            files[str(f.relative_to(directory))] = {
+                "bytes": f.stat().st_size,
+                "sha256": sha256_file(f),
+            }
+    manifest = {**(meta or {}), "files": files}
+    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    for d in sorted({f.parent for f in directory.rglob("*") if f.is_file()}):
+        fsync_dir(d)
+    return manifest
+
+
+def verify_manifest(directory: Path, what: str, fix: str) -> dict[str, Any]:
+    """Check every file of ``directory`` against its ``manifest.json``; return the manifest or
+    raise SnapshotError naming ``what`` (e.g. "checkpoint DIR"), the file and ``fix``."""
+    p = Path(directory)
+    mf = p / MANIFEST
+    if not mf.is_file():
+        raise SnapshotError(f"{what} has no {MANIFEST} (incomplete or not written by slea); {fix}")
+    try:
+        manifest = json.loads(mf.read_bytes().decode("utf-8"))
+        files = manifest["files"]
+        checks = [
+            (str(name), int(info["bytes"]), str(info["sha256"])) for name, info in files.items()
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SnapshotError(f"{what}: unreadable {MANIFEST} ({exc}); {fix}") from None
+    for name, size, digest in checks:
+        f = p / name
+        if not f.is_file():
+            raise SnapshotError(f"{what}: file {name} is missing; {fix}")
+        if f.stat().st_size != size or sha256_file(f) != digest:
+            raise SnapshotError(f"{what}: file {name} is corrupted (checksum mismatch); {fix}")
+    return dict(manifest)
+
+
 class CheckpointManager:
     """The checkpoints of one run: save atomically, list, verify, prune.
 
@@ -134,19 +181,7 @@ class CheckpointManager:
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-iter_{iteration}-", dir=self.root))
         try:
             write(tmp)
-            files = {}
-            for f in sorted(tmp.rglob("*")):
-                if f.is_file():
-                    with open(f, "rb") as fh:
-                        os.fsync(fh.fileno())
-                    files[str(f.relative_to(tmp))] = {
-                        "bytes": f.stat().st_size,
-                        "sha256": sha256_file(f),
-                    }
-            manifest = {"iteration": iteration, "files": files, **(meta or {})}
-            atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-            for d in sorted({f.parent for f in tmp.rglob("*") if f.is_file()}):
-                fsync_dir(d)
+            write_manifest(tmp, {"iteration": iteration, **(meta or {})})
             final = self.path(iteration)
             if final.exists():  # re-saving the same iteration: move the old one aside first
                 old = self.root / f".old-iter_{iteration}-{os.getpid()}"
@@ -175,26 +210,12 @@ class CheckpointManager:
         """Check a checkpoint against its manifest; return the manifest or raise SnapshotError."""
         p = Path(path)
         fix = f"delete {p} to resume from the previous checkpoint, or start a new run"
-        mf = p / MANIFEST
-        if not mf.is_file():
-            raise SnapshotError(
-                f"checkpoint {p} has no {MANIFEST} (incomplete or not a checkpoint); {fix}"
-            )
+        manifest = verify_manifest(p, f"checkpoint {p}", fix)
         try:
-            manifest = json.loads(mf.read_text())
-            files = manifest["files"]
             int(manifest["iteration"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"checkpoint {p}: unreadable {MANIFEST} ({exc}); {fix}") from None
-        for name, info in files.items():
-            f = p / name
-            if not f.is_file():
-                raise SnapshotError(f"checkpoint {p}: file {name} is missing; {fix}")
-            if f.stat().st_size != info["bytes"] or sha256_file(f) != info["sha256"]:
-                raise SnapshotError(
-                    f"checkpoint {p}: file {name} is corrupted (checksum mismatch); {fix}"
-                )
-        return dict(manifest)
+        return manifest
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -206,13 +227,13 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not p.is_file():
         return []
     out = []
-    for line in p.read_text().splitlines():
-        if not line.strip():
+    for raw in p.read_bytes().splitlines():
+        try:  # a torn or damaged line (not UTF-8, not JSON, not a record) is skipped
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
             continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 
@@ -221,21 +242,96 @@ def truncate_metrics(path: str | os.PathLike[str], iteration: int) -> None:
     p = Path(path)
     if not p.is_file():
         return
-    keep = [r for r in read_metrics(p) if int(r.get("iteration", 0)) <= iteration]
+    keep = [r for r in read_metrics(p) if _iteration_of(r) <= iteration]
     atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def _iteration_of(record: dict[str, Any]) -> int:
+    try:
+        return int(record.get("iteration", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+# ---------------------------------------------------------------------------- the run lock
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held by one process for the life of a run.
+
+    It is an ``flock`` on ``<run>/.lock``: the operating system releases it when the holder
+    exits or is killed, so the lock file of a dead run never blocks a new one. The file holds the
+    holder's pid, host and start time, which the refusal message names.
+    """
+
+    def __init__(self, run_dir: Path, fd: int) -> None:
+        self.run_dir = run_dir
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, run_dir: str | os.PathLike[str], purpose: str = "training") -> RunLock:
+        """Lock ``run_dir`` (created if missing) or raise naming the process that holds it."""
+        import fcntl
+        import socket
+        import time
+
+        rd = Path(run_dir)
+        if rd.exists() and not rd.is_dir():
+            raise ConfigError(f"run.dir: {str(rd)!r} is a file, not a directory; choose another")
+        rd.mkdir(parents=True, exist_ok=True)
+        fd = os.open(rd / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise SleaError(
+                f"run.dir: {str(rd)!r} is in use by {holder}; wait for that run to end or stop "
+                "it, or choose another run.dir"
+            ) from None
+        info = f"pid {os.getpid()} on {socket.gethostname()} ({purpose} since "
+        info += time.strftime("%Y-%m-%d %H:%M:%S") + ")"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        return cls(rd, fd)
+
+    @property
+    def held(self) -> bool:
+        """True until :meth:`release`."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Unlock (idempotent); the lock file stays, unlocked."""
+        if self._fd is None:
+            return
+        import fcntl
+
+        fd, self._fd = self._fd, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.release()
 
 
 __all__ = [
     "CONFIG",
+    "LOCK",
     "MANIFEST",
     "METRICS",
+    "MODEL_INIT",
     "REPORT",
     "SUMMARY",
     "CheckpointManager",
+    "RunLock",
     "atomic_write_bytes",
     "atomic_write_text",
     "fsync_dir",
     "read_metrics",
     "sha256_file",
     "truncate_metrics",
+    "verify_manifest",
+    "write_manifest",
 ]

@@ -16,12 +16,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", choices=["test", "train"], help="which games")
     parser.add_argument(
         "--episodes",
-        type=int,
-        default=0,
+        type=_positive,
+        default=None,
         metavar="N",
-        help="sampled episodes per game (default: the run's eval.episodes_per_task)",
+        help="sampled episodes per game, >= 1 (default: the run's eval.episodes_per_task)",
     )
-    parser.add_argument("--max-tasks", type=int, default=0, metavar="N", help="at most N games")
+    parser.add_argument(
+        "--max-tasks", type=_positive, default=None, metavar="N", help="at most N games (>= 1)"
+    )
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1 (argparse turns the error into one line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,12 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from slea.rundir import atomic_write_text
     from slea.train.trainer import Trainer
 
-    if args.episodes < 0 or args.max_tasks < 0:
-        raise ValueError("--episodes and --max-tasks must be >= 0")
     with Trainer.load(args.run) as trainer:
         n = args.episodes or trainer.config.eval.episodes_per_task
-        sampled = trainer.evaluate(args.split, episodes_per_task=n, max_tasks=args.max_tasks)
-        greedy = trainer.evaluate(args.split, greedy=True, max_tasks=args.max_tasks)
+        limit = args.max_tasks or 0
+        sampled = trainer.evaluate(args.split, episodes_per_task=n, max_tasks=limit)
+        greedy = trainer.evaluate(args.split, greedy=True, max_tasks=limit)
         result = {"iteration": trainer.iteration, "sampled": sampled, "greedy": greedy}
         out = trainer.run_dir / "eval" / f"{args.split}_iter_{trainer.iteration}.json"
         atomic_write_text(out, json.dumps(result, indent=1))

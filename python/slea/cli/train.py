@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set update.lr=3e-4 (repeatable; not with --resume)",
     )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: apply edits made to the run's config.yaml since its last checkpoint "
+        "(they are recorded in metrics.jsonl); without it an edited config is refused",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -59,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
     from slea.train.config import TrainConfig
     from slea.train.trainer import Trainer
 
+    if args.allow_config_change and not args.resume:
+        raise ConfigError("--allow-config-change only goes with --resume")
     if args.resume:
         if args.set:
             raise ConfigError("--set cannot be combined with --resume: a run keeps its config")
-        trainer = Trainer.resume(args.resume)
+        trainer = Trainer.resume(args.resume, allow_config_change=args.allow_config_change)
     else:
         cfg = TrainConfig.from_yaml(args.config, args.set)
         if args.quiet:

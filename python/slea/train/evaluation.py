@@ -112,6 +112,13 @@ class Evaluator:
             iteration, len(library), evaluating=True
         )
         episodes, rows, retrieved = [], 0, 0
+        used = {  # which library this evaluation played with (a copy; the training one is kept)
+            "source": f"copy of the training library after iteration {iteration}",
+            "entries": len(library),
+            "version": int(library.version),
+            "in_prompts": use_library,
+            "evolved": evolve is not None,
+        }
         with memory_copies(clusterer, library) as (clusterer_copy, library_copy):
             for lo in range(0, len(specs), venv.num_envs):
                 rollout = play(
@@ -128,6 +135,7 @@ class Evaluator:
                 retrieved += sum(1 for r in rollout.retrieved if r)
                 if evolve is not None:
                     evolve(library_copy, rollout)
+            used["entries_after"] = len(library_copy)
         return {
             "split": split,
             "greedy": greedy,
@@ -136,6 +144,7 @@ class Evaluator:
             "return": float(np.mean([e.total_reward for e in episodes])),
             "episode_length": float(np.mean([len(e) for e in episodes])),
             "retrieval_fraction": retrieved / max(rows, 1),
+            "library": used,
         }
 
     def _venv(self, split: str, episodes: int) -> SleaVectorEnv:

@@ -32,7 +32,15 @@ from slea.experience.library import ExperienceLibrary
 from slea.experience.prompt import DEFAULT_RULES, GENERATE_SUFFIX
 from slea.policy.hf import HFPolicy, LoraSpec
 from slea.rollout import PromptSettings
-from slea.rundir import CONFIG, METRICS, CheckpointManager
+from slea.rundir import (
+    CONFIG,
+    LOCK,
+    MANIFEST,
+    METRICS,
+    CheckpointManager,
+    verify_manifest,
+    write_manifest,
+)
 from slea.train.config import TrainConfig
 
 # ---------------------------------------------------------------------------- run directory
@@ -64,14 +72,13 @@ def model_dir(cfg: TrainConfig) -> Path | None:
     return Path(cfg.model.path) if cfg.model.path else None
 
 
-def prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
-    """Create the run directory and write ``config.yaml``; True if it did not exist before.
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
+    """Create the run directory and write ``config.yaml``.
 
     Refuses a directory that already holds files unless ``run.overwrite`` (then the previous
-    run's metrics, checkpoints and report are removed).
+    run's metrics, checkpoints and report are removed). The caller holds the run's lock.
     """
-    existed = run_dir.exists()
-    if existed and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()):
         if not cfg.run.overwrite:
             raise ConfigError(
                 f"run.dir: {str(run_dir)!r} already holds a run; resume it with "
@@ -85,7 +92,6 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
                 p.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(run_dir / CONFIG)
-    return not existed
 
 
 def open_run(run_dir: str | os.PathLike[str]) -> tuple[TrainConfig, Path | None]:
@@ -102,6 +108,44 @@ def open_run(run_dir: str | os.PathLike[str]) -> tuple[TrainConfig, Path | None]
         return cfg, None
     CheckpointManager.verify(latest[1])
     return cfg, latest[1]
+
+
+def config_changes(cfg: TrainConfig, checkpoint: Path) -> dict[str, list[Any]]:
+    """Keys whose values in ``cfg`` differ from the config saved with ``checkpoint``, as
+    ``{"update.lr": [saved, now]}`` ({} for a checkpoint that saved no config)."""
+    saved_file = checkpoint / CONFIG
+    if not saved_file.is_file():
+        return {}
+    saved = TrainConfig.from_yaml(saved_file, [f"run.dir={cfg.run.dir}"])
+    a, b = _leaves(saved.to_dict()), _leaves(cfg.to_dict())
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _leaves(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def seal_model_init(path: Path) -> None:
+    """Write the checksummed manifest of a run's ``model_init`` (the tiny model, the KL
+    reference), so that a damaged file is found before it is loaded."""
+    write_manifest(path, {"slea_model_init": 1})
+
+
+def check_model_init(path: Path) -> None:
+    """Verify ``model_init`` against its manifest (a run made before manifests has none: skip)."""
+    if (path / MANIFEST).is_file():
+        verify_manifest(
+            path,
+            f"the run's initial model {path}",
+            "it is the run's tokenizer and KL reference and cannot be rebuilt exactly; restore it "
+            "from a copy or start a new run",
+        )
 
 
 # ---------------------------------------------------------------------------- envs and tasks

@@ -42,7 +42,16 @@ from slea.experience.evolve import evolve_library
 from slea.experience.library import ExperienceLibrary
 from slea.policy.hf import HFPolicy
 from slea.rollout import EpisodeSpec, Rollout, collect
-from slea.rundir import METRICS, SUMMARY, CheckpointManager, atomic_write_text, truncate_metrics
+from slea.rundir import (
+    CONFIG,
+    METRICS,
+    MODEL_INIT,
+    SUMMARY,
+    CheckpointManager,
+    RunLock,
+    atomic_write_text,
+    truncate_metrics,
+)
 from slea.train import distributed, metrics, setup
 from slea.train.config import TrainConfig
 from slea.train.evaluation import Evaluator
@@ -81,7 +90,13 @@ class Trainer:
         iteration, env_steps, next_episode_id, elapsed_s: the run's progress.
     """
 
-    def __init__(self, config: TrainConfig, *, _checkpoint: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        _checkpoint: Path | None = None,
+        _writes: bool = True,
+    ) -> None:
         self.config = cfg = config
         self.run_dir = Path(cfg.run.dir)
         self.rank, self.world = distributed.init_distributed()
@@ -90,14 +105,19 @@ class Trainer:
         torch.set_num_threads(cfg.train.threads)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
+        self.lock: RunLock | None = None
+        self.config_changes: dict[str, list[Any]] = {}
         created = False
-        if _checkpoint is None and self.rank == 0:
-            created = setup.prepare_run_dir(self.run_dir, cfg)
+        if _writes and self.rank == 0:  # one process trains in a run directory at a time
+            created = not self.run_dir.exists()
+            self.lock = RunLock.acquire(self.run_dir)
         try:
+            if _checkpoint is None and self.rank == 0:
+                setup.prepare_run_dir(self.run_dir, cfg)
             self._build(_checkpoint)
         except BaseException:
+            self.close()
             if created:  # a failed start leaves nothing behind
-                self.close()
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
 
@@ -125,14 +145,17 @@ class Trainer:
                 cfg, self.tasks, "train", r.tasks_per_iteration * r.group_size
             )
         self.evaluator = Evaluator(cfg, self.tasks, self.venv)
-        init = self.model_dir or self.run_dir / "model_init"
-        if self.model_dir is None and not (init / "config.json").is_file():
+        init = self.model_dir or self.run_dir / MODEL_INIT
+        if self.model_dir is None and (init / "config.json").is_file():
+            setup.check_model_init(init)  # the run's own initial model, checked before loading
+        elif self.model_dir is None:
             if self.rank == 0:  # a tiny model with a tokenizer trained on the training tasks
                 from slea.policy.tiny import build_tiny
 
                 assert self.venv is not None
                 corpus = setup.tokenizer_corpus(cfg, self.venv, self.tasks.tasks("train"))
                 build_tiny(init, corpus, cfg.model.tiny, seed=cfg.train.seed)
+                setup.seal_model_init(init)
             distributed.barrier()
         self.policy: HFPolicy = setup.make_policy(cfg, init, checkpoint)
         self.engine: Engine = self.policy
@@ -168,6 +191,14 @@ class Trainer:
             cfg.train.iterations, enabled=cfg.logging.progress, start=self.iteration
         )
         try:
+            if self.config_changes:  # a resume that applied an edited config.yaml
+                self.logger.log(
+                    {
+                        "kind": "config_change",
+                        "iteration": self.iteration,
+                        "changed": self.config_changes,
+                    }
+                )
             if self.iteration == 0:
                 self.logger.log(self.evaluate_all(final=False))
             last_saved = -1
@@ -444,6 +475,7 @@ class Trainer:
         return mgr.save(self.iteration, self._write_checkpoint, meta={"slea_checkpoint": 1})
 
     def _write_checkpoint(self, d: Path) -> None:
+        self.config.to_yaml(d / CONFIG)  # what resume compares the run's config.yaml with
         self.policy.model.save_pretrained(d / "model")
         torch.save(self.optimizer.state_dict(), d / "optimizer.pt")
         self.library.save(d / "library.snap")
@@ -476,31 +508,45 @@ class Trainer:
             self.engine.sync(self.policy, self.iteration)
 
     @classmethod
-    def resume(cls, run_dir: str | os.PathLike[str]) -> Trainer:
+    def resume(
+        cls, run_dir: str | os.PathLike[str], *, allow_config_change: bool = False
+    ) -> Trainer:
         """Reopen a run at its latest checkpoint (verified first; nothing is written on failure).
 
         Metrics logged after that checkpoint are dropped, so that the resumed run's metrics
         continue exactly where the checkpoint left off. A run killed before its first checkpoint
-        restarts from iteration 0 with its saved config.
+        restarts from iteration 0 with its saved config. A ``config.yaml`` edited since the
+        checkpoint is refused unless ``allow_config_change``; then the changed keys are logged
+        as a ``config_change`` record.
         """
         cfg, latest = setup.open_run(run_dir)
         if latest is None:
             return cls(cfg.replace("run.overwrite=true"))
+        changes = setup.config_changes(cfg, latest)
+        if changes and not allow_config_change:
+            listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+            raise ConfigError(
+                f"{Path(run_dir) / CONFIG} was edited since the checkpoint {latest.name} ({listed}); "
+                "restore it, or resume with --allow-config-change to apply the edit (it is "
+                "recorded in metrics.jsonl)"
+            )
         trainer = cls(cfg, _checkpoint=latest)
+        trainer.config_changes = changes
         if trainer.rank == 0:
             truncate_metrics(Path(cfg.run.dir) / METRICS, trainer.iteration)
         return trainer
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> Trainer:
-        """Open a run's latest checkpoint for evaluation; writes nothing to the run directory."""
+        """Open a run's latest checkpoint for evaluation; writes nothing to the run directory
+        and takes no lock (a run may go on training meanwhile)."""
         cfg, latest = setup.open_run(run_dir)
         if latest is None:
             raise SleaError(
                 f"run {str(run_dir)!r} has no checkpoint yet; wait for the first one or resume "
                 "training with `slea train --resume DIR`"
             )
-        return cls(cfg, _checkpoint=latest)
+        return cls(cfg, _checkpoint=latest, _writes=False)
 
     # ================================================================== lifetime
     def close(self) -> None:
@@ -514,6 +560,9 @@ class Trainer:
         logger = getattr(self, "logger", None)
         if logger is not None:
             logger.close()
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> Trainer:
         return self
