@@ -10,9 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from slea.errors import require
 from slea.train.checkpoint import atomic_write_text
@@ -21,15 +24,15 @@ METRICS = "metrics.jsonl"
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested dict as ``{"a/b": value}``."""
+    """Finite numeric leaves of a nested dict as ``{"a/b": value}`` (bools and numpy scalars too)."""
     out: dict[str, float] = {}
     for k, v in record.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten(v, key + "/"))
-        elif isinstance(v, bool):
+        elif isinstance(v, bool | np.bool_):
             out[key] = float(v)
-        elif isinstance(v, int | float) and math.isfinite(float(v)):
+        elif isinstance(v, numbers.Real) and math.isfinite(float(v)):
             out[key] = float(v)
     return out
 
