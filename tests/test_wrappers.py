@@ -256,3 +256,33 @@ def test_the_loop_example_wins_with_the_library_and_not_without() -> None:
     proc = _run_example("--levels", "2", "--episodes", "2", "--max-steps", "10", "--no-library")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "success: 0/2" in proc.stdout and "steps with experiences: 0 " in proc.stdout
+
+
+def test_the_trl_example_runs_grpo_steps_with_retrieval(tmp_path: Path) -> None:
+    """TRL's GRPOTrainer with a rollout_func that plays wrapped episodes (tiny model, 2 steps)."""
+    pytest.importorskip("trl", reason="the TRL example needs trl (in the [test] extra)")
+    pytest.importorskip("torch", reason="the TRL example needs the [train] extra")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(slea.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "retrieval_wrapper_trl.py"),
+            "--steps",
+            "2",
+            "--max-turns",
+            "2",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("done: 2 steps"), proc.stdout[-2000:]
+    assert "experience ids shown [1, 2]" in last  # the system messages carried both lessons
