@@ -286,3 +286,16 @@ def test_the_trl_example_runs_grpo_steps_with_retrieval(tmp_path: Path) -> None:
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("done: 2 steps"), proc.stdout[-2000:]
     assert "experience ids shown [1, 2]" in last  # the system messages carried both lessons
+
+
+def test_a_broken_library_embedder_is_refused_naming_library() -> None:
+    class Broken:
+        dim, name = 64, "broken"
+
+        def embed(self, texts):
+            return np.zeros((len(texts), 3), dtype=np.float32)
+
+    lib = slea.ExperienceLibrary(embedder=slea.HashingEmbedder(64))
+    lib.embedder = Broken()
+    with pytest.raises(ValueError, match=r"library: its embedder does not work: .*\(1, 3\)"):
+        ExperienceRetrieval(EchoEnv(), lib, slea.ObservationClusterer())

@@ -120,9 +120,10 @@ def _check_library(library: Any, embedder: Any) -> None:
             f"gives {own.dim}; load it with ExperienceLibrary.load(path, embedder=<the embedder "
             "it was built with>)"
         )
-    got = check_embeddings(own, ["probe"]).shape[1]  # a broken embedder fails here, not mid-episode
-    if got != dim:  # pragma: no cover - check_embeddings already compares with own.dim
-        raise ValueError(f"library: its embedder returns {got} dimensions, the index holds {dim}")
+    try:  # a broken embedder fails here, not in the middle of an episode
+        check_embeddings(own, ["probe"])
+    except ValueError as exc:
+        raise ValueError(f"library: its embedder does not work: {exc}") from exc
     if embedder is not None:
         edim = getattr(embedder, "dim", None)
         if edim != dim:
@@ -168,8 +169,8 @@ class ExperienceRetrieval(gymnasium.Wrapper[str, Any, str, Any]):
         clusterer: maps an observation to its cluster id: ``assign(text) -> int`` or
             ``assign_batch([text]) -> [int]`` (a :class:`slea.ObservationClusterer`).
         budget_tokens: most tokens of the experience block (the ``Tips:``/``Avoid:`` lines);
-            experiences are taken in retrieval order while the block fits. Must fit at least the
-            shortest entry of the library.
+            the retrieved experiences, strategies and warnings alternating, are each kept if the
+            block still fits. Must fit at least the shortest entry of the library.
         tokenizer: counts tokens (see the module docs); None = ``ceil(len(text) / 4)``.
         system_message: also put ``info["system_message"]``: ``rules`` followed by the block
             (exactly ``rules`` when nothing was retrieved).
