@@ -10,24 +10,27 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from slea.errors import require
 from slea.rundir import METRICS
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested dict as ``{"a/b": value}``."""
+    """Finite numeric leaves of a nested dict as ``{"a/b": value}`` (bools and numpy scalars too)."""
     out: dict[str, float] = {}
     for k, v in record.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten(v, key + "/"))
-        elif isinstance(v, bool):
+        elif isinstance(v, bool | np.bool_):
             out[key] = float(v)
-        elif isinstance(v, int | float) and math.isfinite(float(v)):
+        elif isinstance(v, numbers.Real) and math.isfinite(float(v)):
             out[key] = float(v)
     return out
 
@@ -74,6 +77,7 @@ class MetricsLogger:
         if self._tb is not None:
             for k, v in flat.items():
                 self._tb.add_scalar(f"{kind}/{k}", v, step)
+            self._tb.flush()  # on disk now, like metrics.jsonl: a killed run keeps its curves
         if self._wandb is not None:
             self._wandb.log({f"{kind}/{k}": v for k, v in flat.items()}, step=step)
 
