@@ -89,6 +89,12 @@ def test_two_iterations_against_slea_serve(model_init: Path, tmp_path: Path) -> 
         assert rec["rollout"]["failed_episodes"] == 0 and rec["rollout"]["steps"] > 0
     adapter = json.loads((run / "adapters" / "v2" / "adapter_config.json").read_text())
     assert adapter["r"] == 8
+    # `slea serve RUN_DIR` serves the run's model with its latest (LoRA) checkpoint as an adapter
+    from slea.cli.serve import _resolve
+
+    base, tokenizer, checkpoint = _resolve(str(run))
+    assert base == model_init and tokenizer is None
+    assert checkpoint == run / "checkpoints" / "iter_2" / "model"
 
 
 def test_a_server_failing_mid_iteration_truncates_episodes_and_the_run_goes_on(
