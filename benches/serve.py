@@ -6,7 +6,8 @@ in-process engine (:class:`~slea.policy.hf.HFPolicy`) against one ``act`` call o
 engine (:class:`~slea.policy.server.ServerEngine`) talking to ``slea serve`` in another process
 on this machine (one request per prompt, batched again by the server). Runs alternate between
 the two engines, so load from other processes hits both alike; the table reports the minimum
-and the median per call, and the added latency (server - in process).
+and the median per call, and the added latency (server - in process). The bare HTTP round trip
+(``GET /v1/models`` on a kept-alive connection) is printed too: the floor of what a request costs.
 
 The server's batching window (5 ms, ``slea serve``'s default) is part of what is added: it is
 the price of re-forming a batch from separate requests. ``same_tokens`` is the fraction of
@@ -89,6 +90,12 @@ def run(rounds: int, batches: list[int], max_new_tokens: int) -> dict[str, Any]:
     rows = []
     try:
         engine.sync(policy, 0)  # the server acts with the same (zero-initialised) adapter
+        trips = []
+        for _ in range(50):  # the bare HTTP round trip: GET /v1/models on a kept-alive connection
+            t0 = time.perf_counter()
+            engine._client.get(f"http://127.0.0.1:{port}/v1/models").raise_for_status()
+            trips.append(time.perf_counter() - t0)
+        roundtrip = {"min_ms": 1e3 * min(trips), "median_ms": 1e3 * statistics.median(trips)}
         for batch in batches:
             prompts = [
                 policy.encode_prompt([{"role": "user", "content": t}]) for t in _texts(batch)
@@ -126,7 +133,13 @@ def run(rounds: int, batches: list[int], max_new_tokens: int) -> dict[str, Any]:
         engine.close()
         proc.terminate()
         proc.wait(timeout=30)
-    return {"rounds": rounds, "max_new_tokens": max_new_tokens, "batch_wait_ms": 5.0, "rows": rows}
+    return {
+        "rounds": rounds,
+        "max_new_tokens": max_new_tokens,
+        "batch_wait_ms": 5.0,
+        "http_roundtrip": roundtrip,
+        "rows": rows,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -145,6 +158,10 @@ def main(argv: list[str]) -> int:
     print(f"machine: {machine()}")
     print(f"command: python -m benches serve {' '.join(argv)}")
     print(table(result["rows"], cols))
+    trip = result["http_roundtrip"]
+    print(
+        f"bare HTTP round trip (GET /v1/models): min {trip['min_ms']:.2f} ms, median {trip['median_ms']:.2f} ms"
+    )
     path = write_json("serve", result)
     print(f"wrote {path}")
     return 0

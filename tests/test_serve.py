@@ -344,5 +344,9 @@ def test_slea_serve_bad_input_is_one_line_and_exit_2(model_dir: Path, tmp_path: 
         taken.listen()
         busy = _slea("serve", str(model_dir), "--port", str(taken.getsockname()[1]), timeout=120)
     assert busy.returncode == 2 and "cannot listen" in busy.stderr
-    lora = _slea("serve", str(model_dir), "--port", "0", "--lora-modules", "oops", timeout=120)
+    lora = _slea(
+        "serve", str(model_dir), "--port", str(_free_port()), "--lora-modules", "oops", timeout=120
+    )
     assert lora.returncode == 2 and "NAME=PATH" in lora.stderr
+    port = _slea("serve", str(model_dir), "--port", "0", timeout=120)
+    assert port.returncode == 2 and "--port: must be in [1, 65535]" in port.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a local Hugging Face model directory, or a run directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--served-model-name", default="", help="name of the base model (default MODEL)")
     p.add_argument("--tokenizer", default="", help="tokenizer directory (default the model's)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     from slea.errors import ConfigError
     from slea.serve import ModelServer, create_app, serve
 
-    if not 0 <= args.port < 65536:
-        raise ConfigError(f"--port: must be in [0, 65535], got {args.port}")
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port: must be in [1, 65535], got {args.port}")
     if args.max_batch < 1:
         raise ConfigError(f"--max-batch: must be >= 1, got {args.max_batch}")
     adapters = []
