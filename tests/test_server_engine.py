@@ -466,3 +466,54 @@ def test_engine_config_defaults_and_a_valid_server_section() -> None:
             "train.update_policy=false",
         ],
     )
+
+
+def test_an_env_error_marks_its_episode_and_keeps_it_from_the_library() -> None:
+    """A dead env worker's episode (info["env_error"]) is marked like a failed act, so the
+    trainer's evolution skips it (before, it reached the library as an ordinary failure)."""
+    from test_rollout import FakeVec
+
+    from slea.clustering import ObservationClusterer, structural_hash
+    from slea.rollout import EpisodeSpec, PromptSettings, collect
+    from slea.train.trainer import usable_episodes
+
+    class CrashingVec(FakeVec):
+        def step(self, actions):
+            obs, rew, term, trunc, infos = super().step(actions)
+            if self.steps_taken == 2:  # env 0 "crashes" on its first step
+                trunc = trunc.copy()
+                trunc[0] = True
+                infos["env_error"] = np.array(["env 0: worker died", None, None], dtype=object)
+                infos["_env_error"] = np.array([True, False, False])
+            return obs, rew, term, trunc, infos
+
+    class East:
+        mode = "generate"
+        version = 0
+
+        def encode_prompt(self, messages):
+            return [1, 2, 3]
+
+        def count_tokens(self, text):
+            return len(text.split())
+
+        def act(self, ps, admissible=None, *, greedy=False, generator=None):
+            return [ActionRecord(tuple(p), (5,), (-1.0,), text="go east") for p in ps]
+
+        def sync(self, learner, version):
+            pass
+
+    rollout = collect(
+        East(),
+        CrashingVec(2),
+        [EpisodeSpec(group=0, options={"length": 3}) for _ in range(2)],
+        max_steps=5,
+        prompt=PromptSettings(rules="r"),
+        clusterer=ObservationClusterer(),
+        anchor_fn=structural_hash,
+        action_key_fn=structural_hash,
+    )
+    crashed, fine = rollout.episodes
+    assert crashed.truncated and crashed.error == "env 0: worker died" and len(crashed) == 1
+    assert not fine.error and fine.won
+    assert usable_episodes(rollout) == [fine]
