@@ -32,12 +32,7 @@ import numpy as np
 import torch
 
 from slea.algo.advantages import compute_advantages
-from slea.algo.update import (
-    make_optimizer,
-    recompute_old_logprobs,
-    scheduled_lr,
-    update_policy,
-)
+from slea.algo.update import make_optimizer, recompute_old_logprobs, scheduled_lr, update_policy
 from slea.clustering import ObservationClusterer, structural_hash
 from slea.engine import ActionRecord, Engine
 from slea.envs.tasks import TaskSource, task_source
