@@ -33,6 +33,7 @@ BENCHES: dict[str, tuple[str, str]] = {
         "supervised probe: can the demo model learn coin collector's middle-room decision?",
     ),
     "evolve": ("benches.evolve", "cost of one evolution step (without the LLM call)"),
+    "serve": ("benches.serve", "latency the HTTP path adds: server engine vs in-process engine"),
 }
 
 

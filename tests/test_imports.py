@@ -6,7 +6,7 @@ parts sit in layers; a module may import its own layer and the layers below, nev
 0. foundations: ``_core`` (the extension), ``errors``, ``rundir``, ``trajectory``, ``engine``
 1. algorithms and data: ``clustering``, ``algo``, ``experience``, ``envs``, ``testing``
 2. acting: ``policy``, ``rollout``, ``models``, ``wrappers``
-3. running and reading runs: ``train``, ``report`` (neither imports the other)
+3. running and reading runs: ``train``, ``report`` (neither imports the other), ``serve``
 4. the command line: ``cli``, ``__main__``
 
 ``slea/__init__.py`` re-exports names lazily (by module path strings, not imports) and registers
@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "slea.wrappers": 2,
     "slea.train": 3,
     "slea.report": 3,
+    "slea.serve": 3,
     "slea.cli": 4,
     "slea.__main__": 4,
 }

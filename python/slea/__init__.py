@@ -21,6 +21,7 @@ from typing import Any
 from slea._core import __version__
 from slea.errors import (
     ConfigError,
+    EngineError,
     EnvError,
     MissingExtraError,
     ModelFileError,
@@ -61,6 +62,7 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "ConfigError",
+    "EngineError",
     "EnvError",
     "MissingExtraError",
     "ModelFileError",

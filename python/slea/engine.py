@@ -20,7 +20,9 @@ the learner's weights or adapter in ``sync``; the trainer does not change.
 
 Records are token-exact: the update scores exactly the ``prompt_ids`` and ``response_ids`` that
 were acted on and never re-tokenises text. The old log-probs in a record are those the engine
-reported; the update's ratio uses them as the behaviour policy's.
+reported; in process the update's ratio uses them as the behaviour policy's. With an engine that
+acts elsewhere (another numerical path), the trainer recomputes them with the learner before the
+update and keeps the engine's for the diagnostics (``slea.algo.update.recompute_old_logprobs``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class ActionRecord:
         text: the action text sent to the environment ("" when invalid in generate mode).
         raw_text: generate mode: the decoded response before parsing.
         valid: False when the parser could not find an action in the response.
+        error: why the engine could not act at all (e.g. a generation server stayed unreachable
+            through its retries); empty when it acted. Such a record has no response and no
+            log-probs, and the rollout ends its episode there, truncated and marked.
     """
 
     prompt_ids: tuple[int, ...]
@@ -61,6 +66,7 @@ class ActionRecord:
     text: str = ""
     raw_text: str = ""
     valid: bool = True
+    error: str = ""
 
     @property
     def num_units(self) -> int:

@@ -18,6 +18,11 @@ class EnvError(SleaError):
     """An environment failed or is misconfigured (missing data, missing package, dead worker)."""
 
 
+class EngineError(SleaError):
+    """A generation engine (a generation server) failed or answered something unusable; the
+    message names the server, the request and the fix."""
+
+
 class ModelFileError(SleaError, ValueError):
     """A model file is missing, corrupt, truncated, unsupported or fails its checksum; the message
     names the file and the fix."""
@@ -41,6 +46,7 @@ def require(module: str, extra: str, feature: str) -> object:
 
 __all__ = [
     "ConfigError",
+    "EngineError",
     "EnvError",
     "MissingExtraError",
     "ModelFileError",

@@ -76,7 +76,8 @@ class Rollout:
     """What a rollout collected. Step rows are ordered by episode, then step.
 
     Attributes:
-        episodes: finished episodes (slea.trajectory records, for evolution and reports).
+        episodes: finished episodes (slea.trajectory records, for evolution and reports); an
+            episode cut short by a failure (dead env worker, engine error) carries ``error``.
         records: one token-exact action record per step row.
         group, episode, step: int64 columns (task group, episode id, step index).
         reward: float32 column, the env reward of the step.
@@ -141,6 +142,7 @@ class Rollout:
             if self.episodes
             else 0.0,
             "invalid_fraction": float(self.invalid.sum()) / n,
+            "failed_episodes": sum(1 for e in self.episodes if e.error),
             "retrieval_fraction": sum(1 for r in self.retrieved if r) / n,
             "experiences_per_step": sum(len(r) for r in self.retrieved) / n,
         }
@@ -166,6 +168,7 @@ class _Episodes:
     alive: list[bool]
     won: list[bool]
     truncated: list[bool]
+    error: list[str]
     history: list[list[Turn]]
     steps: list[list[tuple[Step, ActionRecord]]]
 
@@ -179,6 +182,7 @@ class _Episodes:
             alive=[True] * n,
             won=[False] * n,
             truncated=[False] * n,
+            error=[""] * n,
             history=[[] for _ in range(n)],
             steps=[[] for _ in range(n)],
         )
@@ -265,8 +269,13 @@ def collect(
             generator=generator,
         )
         t = timer.add("generation", t)
+        # an engine that could not act ends those episodes here (truncated, marked)
+        active, records, prompts, clusters, anchors = _drop_failed(
+            state, active, records, prompts, clusters, anchors
+        )
         # env: one vector step; the step limit ends what is still running
-        _step_envs(venv, state, active, records, prompts, clusters, anchors)
+        if active:
+            _step_envs(venv, state, active, records, prompts, clusters, anchors)
         if step_index == max_steps - 1:
             for i in active:
                 if state.alive[i]:
@@ -308,6 +317,30 @@ def _prompt(
     )
 
 
+def _drop_failed(
+    state: _Episodes,
+    active: list[int],
+    records: Sequence[ActionRecord],
+    prompts: Sequence[Prompt],
+    clusters: Sequence[int],
+    anchors: Sequence[int],
+) -> tuple[list[int], list[ActionRecord], list[Prompt], list[int], list[int]]:
+    """End the episodes whose record carries an engine error (truncated, with the error kept on
+    the episode) and return the columns of the others; no step is recorded for a failed act."""
+    keep = [k for k, rec in enumerate(records) if not rec.error]
+    for k, rec in enumerate(records):
+        if rec.error:
+            i = active[k]
+            state.alive[i], state.truncated[i], state.error[i] = False, True, rec.error
+    return (
+        [active[k] for k in keep],
+        [records[k] for k in keep],
+        [prompts[k] for k in keep],
+        [clusters[k] for k in keep],
+        [anchors[k] for k in keep],
+    )
+
+
 def _step_envs(
     venv: SleaVectorEnv,
     state: _Episodes,
@@ -344,6 +377,7 @@ def _step_envs(
         if bool(terms[i]) or bool(truncs[i]):
             state.alive[i] = False
             state.truncated[i] = bool(truncs[i]) or "env_error" in inf
+            state.error[i] = str(inf.get("env_error", ""))
 
 
 def _assemble(
@@ -369,6 +403,7 @@ def _assemble(
                 won=state.won[i],
                 truncated=state.truncated[i],
                 iteration=iteration,
+                error=state.error[i],
             )
         )
         for j, (s, rec) in enumerate(state.steps[i]):

@@ -47,6 +47,9 @@ class Episode:
         won: the env reported success.
         truncated: the episode ended by the step limit or an env error.
         iteration: training iteration that produced it.
+        error: why the episode was cut short by a failure, not by the game (a dead env worker,
+            a generation server that stayed unreachable); empty otherwise. Such an episode is
+            also ``truncated``; the trainer keeps it out of the library's evolution.
     """
 
     episode_id: int
@@ -57,6 +60,7 @@ class Episode:
     won: bool = False
     truncated: bool = False
     iteration: int = 0
+    error: str = ""
 
     @property
     def total_reward(self) -> float:

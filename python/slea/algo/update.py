@@ -260,6 +260,54 @@ def update_policy(
     )
 
 
+def recompute_old_logprobs(
+    learner: Learner, records: Sequence[ActionRecord], *, batch_size: int = 64
+) -> tuple[list[ActionRecord], dict[str, float]]:
+    """The records with the learner's log-probs as their old log-probs, and the gap to the engine's.
+
+    An engine that samples elsewhere (a generation server: other kernels, batching and dtype)
+    reports log-probs that differ from the learner's for the very same weights; the PPO ratio
+    must compare the learner with itself, so the old log-probs are recomputed here, without
+    gradients, ``batch_size`` records per pass (as verl does). Records without units are kept.
+
+    Returns:
+        ``(records, gap)``: new records (the engine's log-probs replaced) and
+        ``{"server_logprob_gap_mean", "server_logprob_gap_max"}``, the mean and largest
+        ``|engine - learner|`` over the units (nats), plus ``"server_logprob_nonfinite"``, the
+        units whose engine log-prob was not finite (left out of the gap).
+    """
+    import dataclasses
+
+    import torch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out = list(records)
+    rows = [i for i, r in enumerate(records) if r.num_units]
+    gaps: list[float] = []
+    nonfinite = 0
+    with torch.no_grad():
+        for lo in range(0, len(rows), batch_size):
+            chunk = rows[lo : lo + batch_size]
+            values = learner.unit_logprobs([records[i] for i in chunk]).float().cpu().tolist()
+            offset = 0
+            for i in chunk:
+                n = records[i].num_units
+                new = tuple(float(v) for v in values[offset : offset + n])
+                offset += n
+                for old, now in zip(records[i].logprobs, new, strict=True):
+                    if math.isfinite(old):
+                        gaps.append(abs(old - now))
+                    else:
+                        nonfinite += 1
+                out[i] = dataclasses.replace(records[i], logprobs=new)
+    return out, {
+        "server_logprob_gap_mean": float(np.mean(gaps)) if gaps else 0.0,
+        "server_logprob_gap_max": float(np.max(gaps)) if gaps else 0.0,
+        "server_logprob_nonfinite": float(nonfinite),
+    }
+
+
 def _all_reduce_sums(sums: np.ndarray, units: int, world: int) -> tuple[np.ndarray, int]:
     if world == 1:
         return sums, units
@@ -276,6 +324,7 @@ __all__ = [
     "UpdateConfig",
     "UpdateStats",
     "make_optimizer",
+    "recompute_old_logprobs",
     "scheduled_lr",
     "update_policy",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``slea train | eval | report | library | envs | models``.
+"""Command line: ``slea train | eval | report | library | envs | models | serve``.
 
 The command line sits above every other part of the package: each subcommand is a module with
 two functions, ``add_arguments(parser)`` and ``run(args) -> int``, that may use training, reports,
@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "library": ("slea.experience.cli", "show, export, import or summarise an experience library"),
     "envs": ("slea.envs.cli", "list environments or generate TextWorld games"),
     "models": ("slea.models.cli", "list, fetch or convert pretrained models (GGUF -> HF)"),
+    "serve": ("slea.cli.serve", "serve a local model over vLLM's OpenAI-compatible API"),
 }
 
 

@@ -19,6 +19,7 @@ import math
 import os
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,63 @@ class PolicyConfig:
             f"must be tag, last_line or first_line, got {self.parser!r}",
         )
         _check(self.score_chunk >= 1, "policy.score_chunk", "must be >= 1")
+
+
+ENGINE_KINDS = ("local", "server")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What acts in rollouts (slea.engine): the in-process model, or a generation server that
+    speaks vLLM's OpenAI-compatible API (vLLM >= 0.10.2, SGLang, ``slea serve``); docs/SERVER.md."""
+
+    kind: str = "local"
+    """local: the trained model acts in this process; server: a generation server acts
+    (generate mode only, LoRA only: the trainer loads each new adapter into it)."""
+    url: tuple[str, ...] = ()
+    """Server base URL(s), e.g. http://127.0.0.1:8000; with several, requests go round robin."""
+    model: str = ""
+    """Name of the served base model (empty = the first model the server lists)."""
+    concurrency: int = 16
+    """Requests in flight at once (one request per prompt)."""
+    timeout_s: float = 120.0
+    """Seconds to wait for one response."""
+    connect_timeout_s: float = 5.0
+    """Seconds to wait for a connection."""
+    retries: int = 3
+    """Retries of a request that failed in transport or with HTTP 5xx/429, with backoff."""
+    backoff_s: float = 0.5
+    """First retry delay in seconds; it doubles on every retry."""
+    max_lora_rank: int = 16
+    """Largest LoRA rank the server takes (vLLM's --max-lora-rank); checked before loading."""
+    adapter_dir: str = ""
+    """Where adapters are written for the server to read (empty = <run.dir>/adapters); a server
+    on another machine needs this on a file system both see, under the same path."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.kind in ENGINE_KINDS,
+            "engine.kind",
+            f"must be one of {', '.join(ENGINE_KINDS)}, got {self.kind!r}",
+        )
+        _check(
+            self.kind != "server" or bool(self.url),
+            "engine.url",
+            "a server engine needs the server's URL, e.g. engine.url=http://127.0.0.1:8000",
+        )
+        for url in self.url:
+            parts = urllib.parse.urlsplit(url)
+            _check(
+                parts.scheme in ("http", "https") and bool(parts.netloc),
+                "engine.url",
+                f"{url!r} is not an http(s) URL; give e.g. http://127.0.0.1:8000",
+            )
+        _check(self.concurrency >= 1, "engine.concurrency", "must be >= 1")
+        _check(self.timeout_s > 0, "engine.timeout_s", "must be > 0")
+        _check(self.connect_timeout_s > 0, "engine.connect_timeout_s", "must be > 0")
+        _check(self.retries >= 0, "engine.retries", "must be >= 0")
+        _check(self.backoff_s >= 0, "engine.backoff_s", "must be >= 0")
+        _check(self.max_lora_rank >= 1, "engine.max_lora_rank", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -351,6 +409,8 @@ class TrainConfig:
     """The causal LM."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """How it acts."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """What acts in rollouts: in process, or a generation server."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """The environment and its games."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -375,6 +435,29 @@ class TrainConfig:
     """Experience library: capacities, rate limits, novelty, retrieval k (slea.LibraryConfig)."""
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     """Library evolution: eta, top/bottom K, distiller (slea.experience.evolve)."""
+
+    def __post_init__(self) -> None:
+        if self.engine.kind == "server":
+            _check(
+                self.policy.mode == "generate",
+                "engine.kind",
+                "a server engine acts in generate mode only (choice mode would score every "
+                "admissible action with prompt_logprobs, which skip the server's prefix cache); "
+                "set policy.mode=generate or engine.kind=local",
+            )
+            _check(
+                self.model.lora_r > 0 or not self.train.update_policy,
+                "model.lora_r",
+                "a server engine takes the trained weights as a LoRA adapter; set model.lora_r "
+                "(e.g. 8), or engine.kind=local to train all weights",
+            )
+            _check(
+                self.model.lora_r <= self.engine.max_lora_rank,
+                "model.lora_r",
+                f"{self.model.lora_r} is above engine.max_lora_rank={self.engine.max_lora_rank}; "
+                "lower model.lora_r, or start the server with a larger --max-lora-rank and set "
+                "engine.max_lora_rank to it",
+            )
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -587,6 +670,7 @@ __all__ = [
     "AdvantageConfig",
     "CheckpointConfig",
     "ClusteringConfig",
+    "EngineConfig",
     "EnvConfig",
     "EvalConfig",
     "GamesConfig",

@@ -23,6 +23,7 @@ import torch
 
 import slea.envs
 from slea.clustering import CanonSpec, ObservationClusterer
+from slea.engine import Engine
 from slea.envs.tasks import Task, TaskSource
 from slea.envs.vector import SleaVectorEnv, make_vec, unbatch_infos
 from slea.errors import ConfigError, EnvError, SleaError
@@ -84,7 +85,16 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
                 f"run.dir: {str(run_dir)!r} already holds a run; resume it with "
                 f"`slea train --resume {run_dir}`, choose another run.dir, or set run.overwrite=true"
             )
-        for name in (METRICS, "checkpoints", "report", "summary.json", "tb", "eval", "model_init"):
+        for name in (
+            METRICS,
+            "checkpoints",
+            "report",
+            "summary.json",
+            "tb",
+            "eval",
+            "model_init",
+            "adapters",
+        ):
             p = run_dir / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -233,6 +243,43 @@ def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> HFPoli
         else:
             policy.set_reference(HFPolicy.from_pretrained(init, **load, **kwargs).model)
     return policy
+
+
+def make_engine(cfg: TrainConfig, policy: HFPolicy) -> Engine:
+    """What acts in rollouts: ``policy`` itself (``engine.kind: local``), or a
+    :class:`~slea.policy.server.ServerEngine` on ``engine.url`` (``server``), checked at once:
+    the servers answer and serve ``engine.model``, prompt plus response fit their context, and
+    the initial LoRA adapter (policy version 0) is loaded."""
+    e = cfg.engine
+    if e.kind == "local":
+        return policy
+    from slea.policy.server import ServerEngine
+
+    engine = ServerEngine(
+        policy,
+        urls=e.url,
+        adapter_dir=Path(e.adapter_dir) if e.adapter_dir else Path(cfg.run.dir) / "adapters",
+        model=e.model,
+        concurrency=e.concurrency,
+        timeout_s=e.timeout_s,
+        connect_timeout_s=e.connect_timeout_s,
+        retries=e.retries,
+        backoff_s=e.backoff_s,
+        max_lora_rank=e.max_lora_rank,
+    )
+    try:
+        need = cfg.prompt.max_prompt_tokens + cfg.policy.max_new_tokens
+        if engine.max_model_len is not None and need > engine.max_model_len:
+            raise ConfigError(
+                f"prompt.max_prompt_tokens + policy.max_new_tokens = {need} is above the server's "
+                f"max_model_len {engine.max_model_len}; lower them or serve a longer context"
+            )
+        if cfg.model.lora_r:
+            engine.sync(policy, 0)
+    except BaseException:
+        engine.close()
+        raise
+    return engine
 
 
 def load_weights(path: Path, dtype: str) -> dict[str, Any]:

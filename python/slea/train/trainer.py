@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from slea.algo.advantages import compute_advantages
-from slea.algo.update import make_optimizer, scheduled_lr, update_policy
+from slea.algo.update import make_optimizer, recompute_old_logprobs, scheduled_lr, update_policy
 from slea.clustering import ObservationClusterer, structural_hash
 from slea.engine import ActionRecord, Engine
 from slea.envs.tasks import TaskSource, task_source
@@ -56,8 +56,15 @@ from slea.train import distributed, metrics, setup
 from slea.train.config import TrainConfig
 from slea.train.evaluation import Evaluator
 from slea.train.logging import MetricsLogger, Progress
+from slea.trajectory import Episode
 
 TIMING_KEYS = metrics.TIMING_KEYS
+
+
+def usable_episodes(rollout: Rollout) -> list[Episode]:
+    """The episodes the library may learn from: not those cut short by a failure (a dead env
+    worker, a generation server that stayed unreachable), whose end says nothing of the policy."""
+    return [e for e in rollout.episodes if not e.error]
 
 
 def sample_episodes(
@@ -158,7 +165,8 @@ class Trainer:
                 setup.seal_model_init(init)
             distributed.barrier()
         self.policy: HFPolicy = setup.make_policy(cfg, init, checkpoint)
-        self.engine: Engine = self.policy
+        # rank 0 acts; a server engine probes its URLs and loads the initial adapter here
+        self.engine: Engine = setup.make_engine(cfg, self.policy) if self.rank == 0 else self.policy
         self.ddp_model: torch.nn.Module | None = None
         if self.world > 1 and cfg.train.update_policy:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.policy.model)
@@ -277,7 +285,7 @@ class Trainer:
         if cfg.train.evolve_library:
             report = evolve_library(
                 self.library,
-                rollout.episodes,
+                usable_episodes(rollout),
                 distiller=self.distiller,
                 iteration=k,
                 config=cfg.evolution,
@@ -355,7 +363,7 @@ class Trainer:
             def evolve(library: ExperienceLibrary, rollout: Rollout) -> None:
                 evolve_library(
                     library,
-                    rollout.episodes,
+                    usable_episodes(rollout),
                     distiller=self.distiller,
                     iteration=self.iteration,
                     config=self.config.evolution,
@@ -410,9 +418,22 @@ class Trainer:
     def _update(self, records: list[ActionRecord], advantages: np.ndarray) -> dict[str, float]:
         # rank 0 owns the run's progress (env steps); followers get the lr with the batch
         lr = scheduled_lr(self.config.update, self._lr_progress())
+        gap: dict[str, float] = {}
+        # sampled by another engine (a server): the learner recomputes the old log-probs
+        if self.engine is not self.policy:
+            keep = [i for i, r in enumerate(records) if r.num_units]  # failed acts have none
+            records, gap = recompute_old_logprobs(
+                self.policy,
+                [records[i] for i in keep],
+                batch_size=self.config.update.micro_batch_size,
+            )
+            advantages = advantages[keep]
+            if not records:
+                return gap
         if self.world > 1:
             distributed.broadcast([self.iteration, records, advantages, lr])
         stats = self._run_update(self.iteration, records, advantages, lr).to_dict()
+        stats.update(gap)
         stats["lr"] = lr
         return stats
 
@@ -550,7 +571,10 @@ class Trainer:
 
     # ================================================================== lifetime
     def close(self) -> None:
-        """Close the vector envs and the metrics sinks."""
+        """Close the vector envs, the metrics sinks and a server engine's connections."""
+        engine = getattr(self, "engine", None)
+        if engine is not None and engine is not getattr(self, "policy", None):
+            getattr(engine, "close", lambda: None)()
         evaluator = getattr(self, "evaluator", None)
         if evaluator is not None:
             evaluator.close()
@@ -574,4 +598,4 @@ class Trainer:
         return f"Trainer(run_dir={str(self.run_dir)!r}, iteration={self.iteration}, policy={self.policy!r})"
 
 
-__all__ = ["TIMING_KEYS", "Trainer", "sample_episodes"]
+__all__ = ["TIMING_KEYS", "Trainer", "sample_episodes", "usable_episodes"]
