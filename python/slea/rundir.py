@@ -13,7 +13,8 @@ Layout of a run directory::
     .lock              held (flock) by the process that trains in the directory
 
 :func:`atomic_write_bytes` is the one atomic-write helper of the package (temporary file in the
-same directory, fsync, rename, fsync of the directory).
+same directory, fsync, rename, fsync of the directory); :func:`install_dir` does the same for a
+whole directory (a model, an adapter) built in :func:`staging_dir`.
 
 A checkpoint is written into a temporary sibling directory, every file is fsynced, a
 ``manifest.json`` (iteration, file sizes and SHA-256) is written last, and the directory is renamed
@@ -79,6 +80,54 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file and directory under ``path``."""
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(root))
+
+
+def staging_dir(final: Path) -> Path:
+    """A new empty hidden directory next to ``final`` (same filesystem, so renames are atomic)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+
+
+def install_dir(staged: Path, final: Path, *, replace: bool = True) -> Path:
+    """Move the complete directory ``staged`` (from :func:`staging_dir`) to ``final`` atomically.
+
+    Its files are fsynced first. With ``replace``, an existing ``final`` is renamed aside, the new
+    one renamed in (the old one is put back if that fails) and the old one deleted; without it an
+    existing ``final`` raises ``FileExistsError`` and nothing moves. Returns ``final``.
+    """
+    fsync_tree(staged)
+    if final.exists() or final.is_symlink():
+        if not replace:
+            raise FileExistsError(f"{final} already exists")
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        old.rmdir()
+        os.rename(final, old)
+        try:
+            os.rename(staged, final)
+        except BaseException:
+            os.rename(old, final)
+            raise
+        fsync_dir(final.parent)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    else:
+        os.rename(staged, final)
+        fsync_dir(final.parent)
+    return final
 
 
 def sha256_file(path: Path) -> str:
@@ -329,8 +378,11 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "fsync_dir",
+    "fsync_tree",
+    "install_dir",
     "read_metrics",
     "sha256_file",
+    "staging_dir",
     "truncate_metrics",
     "verify_manifest",
     "write_manifest",

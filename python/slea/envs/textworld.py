@@ -43,6 +43,7 @@ from typing import Any
 
 from slea.envs.base import TextEnv, Transition, admissible_set, normalize_command
 from slea.errors import EnvError, require
+from slea.rundir import atomic_write_text
 
 #: Kinds of generated games -> textworld challenge name.
 KINDS: dict[str, str] = {
@@ -229,20 +230,7 @@ def _write_params(
         "settings": dict(settings or {}),
         "textworld": textworld.__version__,
     }
-    _atomic_write(folder / "params.json", json.dumps(params, indent=2, sort_keys=True))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(folder / "params.json", json.dumps(params, indent=2, sort_keys=True))
 
 
 def _generate_game(challenge: str, settings: dict[str, Any], seed: int, out_path: str) -> str:

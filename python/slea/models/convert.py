@@ -22,15 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from slea.errors import ModelFileError, require
-from slea.models.store import (
-    MANIFEST,
-    MANIFEST_FORMAT,
-    install,
-    read_manifest,
-    sha256_file,
-    staging_dir,
-    write_manifest,
-)
+from slea.models.store import MANIFEST, MANIFEST_FORMAT, read_manifest, write_manifest
+from slea.rundir import install_dir, sha256_file, staging_dir
 
 Log = Callable[[str], None]
 
@@ -141,7 +134,7 @@ def convert_gguf(
     try:
         source = {"kind": "file", "file": str(src.resolve()), "sha256": sha256_file(src)}
         convert_into(src, staged / "model", source=source, log=log)
-        install(staged / "model", out, replace=force)
+        install_dir(staged / "model", out, replace=force)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return out

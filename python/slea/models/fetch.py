@@ -26,7 +26,7 @@ from typing import Any
 from slea.errors import MissingExtraError, ModelFileError, require
 from slea.models.convert import Log, convert_into
 from slea.models.presets import Preset, cache_problem, get_preset, preset_dir
-from slea.models.store import install, staging_dir
+from slea.rundir import install_dir, staging_dir
 
 
 def fetch_preset(
@@ -90,7 +90,7 @@ def fetch_preset(
             gguf_path, staged / "model", source=source, preset=preset.name, extra=extra, log=log
         )
         try:
-            install(staged / "model", final, replace=force)
+            install_dir(staged / "model", final, replace=force)
         except FileExistsError:
             # another process finished the same fetch first: keep its copy if it is good
             if cache_problem(preset, final) is not None:

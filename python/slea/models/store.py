@@ -9,14 +9,12 @@ model: a directory under its final name is whole.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
+
+from slea.rundir import atomic_write_text
 
 MANIFEST = "slea-model.json"
 """Name of the manifest file in every model directory slea writes."""
@@ -29,15 +27,6 @@ def cache_root() -> Path:
     """Where fetched models live: ``$SLEA_CACHE/models``, else ``~/.cache/slea/models``."""
     root = os.environ.get("SLEA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "slea")
     return Path(root) / "models"
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in ``chunk``-byte pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dir_size(path: str | os.PathLike[str]) -> int:
@@ -62,73 +51,7 @@ def read_manifest(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def write_manifest(model_dir: str | os.PathLike[str], data: dict[str, Any]) -> Path:
-    """Write ``data`` as the manifest of ``model_dir`` (temp file + fsync + rename)."""
+    """Write ``data`` as the manifest of ``model_dir`` atomically."""
     path = Path(model_dir) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
-
-
-def staging_dir(final: Path) -> Path:
-    """A new empty hidden directory next to ``final`` (same filesystem, so renames are atomic)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-
-
-def install(staged: Path, final: Path, *, replace: bool) -> Path:
-    """Move the complete directory ``staged`` to ``final`` atomically; returns ``final``.
-
-    ``staged`` must be on the same filesystem (see :func:`staging_dir`). Its files are fsynced
-    first. With ``replace``, an existing ``final`` is renamed aside, the new one renamed in, and
-    the old one deleted; if the second rename fails the old one is put back. Without ``replace``
-    an existing ``final`` raises ``FileExistsError`` and nothing moves.
-    """
-    _fsync_tree(staged)
-    if final.exists() or final.is_symlink():
-        if not replace:
-            raise FileExistsError(f"{final} already exists")
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(final, old)
-        try:
-            os.rename(staged, final)
-        except BaseException:
-            os.rename(old, final)
-            raise
-        _fsync_dir(final.parent)
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    else:
-        os.rename(staged, final)
-        _fsync_dir(final.parent)
-    return final
-
-
-def _fsync_tree(path: Path) -> None:
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(root))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)

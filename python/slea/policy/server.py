@@ -45,7 +45,6 @@ import itertools
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 import warnings
@@ -57,7 +56,7 @@ from typing import Any
 
 from slea.engine import ActionRecord, Learner
 from slea.errors import ConfigError, EngineError, require
-from slea.rundir import fsync_dir
+from slea.rundir import install_dir, staging_dir
 
 VLLM_MIN_VERSION = "0.10.2"
 """Oldest vLLM whose completions API returns token ids (``return_token_ids``)."""
@@ -125,24 +124,13 @@ def save_adapter(model: Any, dest: Path) -> Path:
     renamed into place (an existing ``dest`` is replaced), so a reader never sees half an adapter.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    old = dest.parent / f".{dest.name}.old"
+    tmp = staging_dir(dest)
     try:
         model.save_pretrained(str(tmp))
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        fsync_dir(tmp)
-        if dest.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
+        install_dir(tmp, dest, replace=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
     return dest
 
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from slea.rundir import install_dir, staging_dir
 
 PAD_TOKEN = "<|pad|>"
 END_TOKEN = "<|end|>"
@@ -144,14 +145,11 @@ def build_tiny(
     tokenizer = train_tokenizer(texts, spec.vocab_size)
     vocab = len(tokenizer)
     model = build_model(spec, vocab, tokenizer.pad_token_id, tokenizer.eos_token_id, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = staging_dir(out)
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        install_dir(tmp, out, replace=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
