@@ -62,6 +62,20 @@ def test_yaml_round_trip_and_overrides(tmp_path) -> None:
         cfg.update.lr = 1.0  # type: ignore[misc]
 
 
+def test_removed_keys_at_their_old_defaults_still_load() -> None:
+    """A run saved before the keys went (its config.yaml lists every key) still loads."""
+    cfg = TrainConfig.from_dict(
+        {
+            "advantage": {"revisit_penalty": 0.0},
+            "prompt": {"mark_tried": False},
+            "retrieval": {"demonstrations": True, "consistency_k": 0},
+        }
+    )
+    assert "mark_tried" not in cfg.to_dict()["prompt"]
+    with pytest.raises(ConfigError, match=r"prompt\.mark_tried: this key was removed"):
+        TrainConfig.from_dict({"prompt": {"mark_tried": True}})
+
+
 @pytest.mark.parametrize(
     ("override", "pattern"),
     [

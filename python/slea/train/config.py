@@ -506,17 +506,31 @@ class TrainConfig:
 
 # ---------------------------------------------------------------------- removed keys
 
-REMOVED_KEYS: dict[str, str] = {
-    "advantage.revisit_penalty": "the loop penalty did not hold its gains (benches/RESULTS.md, "
-    "'revisit penalty'); nothing replaces it, delete the key",
-    "prompt.mark_tried": "the tiny model did not learn to use the '(tried)' marks "
-    "(benches/RESULTS.md); nothing replaces it, delete the key",
-    "retrieval.demonstrations": "example entries are always shown as worked steps; delete the key",
-    "retrieval.consistency_k": "the self-consistency cascade was never shown to save anything "
-    "(benches/RESULTS.md); nothing replaces it, delete the key",
+REMOVED_KEYS: dict[str, tuple[Any, str]] = {
+    "advantage.revisit_penalty": (
+        0.0,
+        "the loop penalty did not hold its gains (benches/RESULTS.md, 'revisit penalty'); "
+        "nothing replaces it, delete the key",
+    ),
+    "prompt.mark_tried": (
+        False,
+        "the tiny model did not learn to use the '(tried)' marks (benches/RESULTS.md); nothing "
+        "replaces it, delete the key",
+    ),
+    "retrieval.demonstrations": (
+        True,
+        "example entries are always shown as worked steps; delete the key",
+    ),
+    "retrieval.consistency_k": (
+        0,
+        "the self-consistency cascade was never shown to save anything (benches/RESULTS.md); "
+        "nothing replaces it, delete the key",
+    ),
 }
-"""Keys that earlier versions accepted, with why they went and what replaces them: a config that
-still sets one gets a :class:`ConfigError` saying so instead of "unknown key"."""
+"""Keys that earlier versions accepted: ``key -> (its old default, why it went and what replaces
+it)``. A config that sets one to anything but its old default gets a :class:`ConfigError` saying
+so; the old default itself (as every earlier run's saved ``config.yaml`` holds it) is dropped, so
+those runs still resume and evaluate."""
 
 
 # ---------------------------------------------------------------------- generic machinery
@@ -579,9 +593,11 @@ def _build(cls: type[T], raw: Any, prefix: str) -> T:
     hints = typing.get_type_hints(cls)
     names = valid_keys(cls)
     for key in raw:
-        why = REMOVED_KEYS.get(f"{prefix}{key}")
-        if why is not None:
-            raise ConfigError(f"{prefix}{key}: this key was removed: {why}")
+        removed = REMOVED_KEYS.get(f"{prefix}{key}")
+        if removed is not None:
+            if raw[key] == removed[0] and type(raw[key]) is type(removed[0]):
+                continue  # the old default: what an earlier run's config.yaml says
+            raise ConfigError(f"{prefix}{key}: this key was removed: {removed[1]}")
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
