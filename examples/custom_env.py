@@ -9,9 +9,13 @@ with ``slea.Trainer(config, tasks=...)``, the tasks being the env's reset option
     python examples/custom_env.py                           # 30 iterations (a few minutes)
     python examples/custom_env.py train.iterations=2 run.dir=/tmp/lights   # any config override
 
-From a YAML config, the same env is ``env.id: custom_env:custom/Lights-v0`` (gymnasium's
-``module:EnvId`` form: slea imports ``custom_env`` first, which registers the id) with the task
-lists under ``env.tasks``.
+The config names the env in gymnasium's ``module:EnvId`` form, ``custom_env:custom/Lights-v0``:
+slea imports ``custom_env`` first (this file, found on ``sys.path``), which registers the id. So
+the run's saved config works from the command line too, and so does a YAML config
+(examples/configs/custom_lights.yaml)::
+
+    PYTHONPATH=examples slea eval --run runs/custom_lights
+    PYTHONPATH=examples slea train --config examples/configs/custom_lights.yaml
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ CONFIG = {
         "tiny": {"vocab_size": 400, "hidden_size": 64, "intermediate_size": 128, "num_layers": 2},
         "tokenizer_corpus_episodes": 2,
     },
-    "env": {"id": ENV_ID},
+    "env": {"id": f"custom_env:{ENV_ID}"},
     "rollout": {"tasks_per_iteration": 4, "group_size": 4, "max_steps": 8},
     "prompt": {"history_window": 2, "history_chars": 60},
     "clustering": {"canon": "default"},
@@ -124,7 +128,9 @@ TASKS = {
 
 def main(overrides: list[str]) -> int:
     problems = slea.envs.check_contract(gymnasium.make(ENV_ID), TASKS["train"][0])
-    assert not problems, problems
+    if problems:  # what the env lacks, one line each
+        print("\n".join(problems), file=sys.stderr)
+        return 1
     cfg = slea.TrainConfig.from_dict(CONFIG, overrides)
     with slea.Trainer(cfg, tasks=TASKS) as trainer:
         summary = trainer.fit()

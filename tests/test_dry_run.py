@@ -137,13 +137,22 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: model.path: 'models/Qwen2.5-7B-Instruct' is not a")
     assert len(missing.stderr.strip().splitlines()) == 1
+    resume = _cli("--resume", str(tmp_path), "--dry-run")
+    assert resume.returncode == 2 and "--dry-run goes with --config FILE" in resume.stderr
 
 
-CPU = ["alfworld_cpu.yaml", "sokoban_cpu.yaml", "textworld_tiny_test.yaml", "scienceworld_cpu.yaml"]
+CPU = [
+    "alfworld_cpu.yaml",
+    "sokoban_cpu.yaml",
+    "textworld_tiny_test.yaml",
+    "scienceworld_cpu.yaml",
+    "custom_lights.yaml",
+]
 
 
 @pytest.mark.parametrize("name", CPU)
-def test_cpu_configs_dry_run(name: str, tmp_path: Path) -> None:
+def test_cpu_configs_dry_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))  # custom_lights names custom_env:...
     if name.startswith("scienceworld") and (
         importlib.util.find_spec("scienceworld") is None or shutil.which("java") is None
     ):

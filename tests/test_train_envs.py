@@ -34,35 +34,42 @@ SMALL = [
 ]
 
 
-def _env() -> dict[str, str]:
+def _env(pythonpath: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(slea.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
-    )
+    paths = [str(Path(slea.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(([str(pythonpath)] if pythonpath else []) + paths)
     env["OMP_NUM_THREADS"] = "1"
     return env
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, *args], env=_env(), capture_output=True, text=True, timeout=900, cwd=ROOT
+        [sys.executable, *args],
+        env=_env(pythonpath),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
 
-def train_and_eval(config: str, run_dir: Path, *overrides: str) -> dict:
+def train_and_eval(
+    config: str, run_dir: Path, *overrides: str, pythonpath: Path | None = None
+) -> dict:
     """Train 2 iterations with the CLI, evaluate the checkpoint with the CLI; the last eval."""
     args = ["-m", "slea", "train", "--config", str(CONFIGS / config), "--quiet"]
     for o in [*SMALL, f"run.dir={run_dir}", *overrides]:
         args += ["--set", o]
-    out = _run(*args).stdout
+    out = _run(*args, pythonpath=pythonpath).stdout
     assert "held-out games, sampled" in out and "2 iterations" in out
     evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "eval"]
     assert [r["iteration"] for r in evals] == [0, 2]
     trains = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train"]
     assert len(trains) == 2 and all(r["rollout"]["episodes"] == 4 for r in trains)
-    ev = _run("-m", "slea", "eval", "--run", str(run_dir), "--episodes", "1").stdout
+    ev = _run("-m", "slea", "eval", "--run", str(run_dir), "--episodes", "1", pythonpath=pythonpath)
+    ev = ev.stdout
     assert "checkpoint iteration 2, split test" in ev
     result = json.loads((run_dir / "eval" / "test_iter_2.json").read_text())
     assert result["sampled"]["episodes"] == evals[-1]["test_sampled"]["episodes"]  # 1 per task
@@ -113,8 +120,8 @@ def test_scienceworld(tmp_path: Path) -> None:
     assert got["last"]["test_sampled"]["by_type"]["find-living-thing"]["episodes"] == 2
 
 
-@pytest.mark.slow  # about a minute
-def test_custom_env_example(tmp_path: Path) -> None:
+@pytest.mark.slow  # about two minutes: the example from Python, then the YAML config
+def test_custom_env_example_and_config(tmp_path: Path) -> None:
     run_dir = tmp_path / "lights"
     out = _run(
         str(ROOT / "examples" / "custom_env.py"), "train.iterations=2", f"run.dir={run_dir}"
@@ -124,6 +131,9 @@ def test_custom_env_example(tmp_path: Path) -> None:
     assert "room: kitchen" in saved and "start: garden" in saved  # the tasks are in the config
     evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "eval"]
     assert evals[-1]["test_sampled"]["episodes"] == 4
+    # the same env from a YAML config through the CLI (train and eval), as module:EnvId
+    got = train_and_eval("custom_lights.yaml", tmp_path / "yaml", pythonpath=ROOT / "examples")
+    assert got["last"]["test_sampled"]["episodes"] == 2  # the 2 listed held-out tasks
 
 
 def test_trainer_takes_task_lists_from_python_and_keeps_them(tmp_path: Path) -> None:

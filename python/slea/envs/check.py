@@ -165,9 +165,11 @@ def resolve_env_id(env_id: str, *, key: str = "env_id") -> str:
             ) from None
     if name not in gymnasium.registry:
         known = sorted(k for k in gymnasium.registry if k.startswith("slea/"))
-        where = f" (importing {module!r} did not register it)" if sep else ""
+        why = (
+            f"importing {module!r} did not register it" if sep else "not registered with gymnasium"
+        )
         raise EnvError(
-            f"{key}: {env_id!r} is not a registered environment{where}; use one of {known} "
+            f"{key}: {env_id!r} is not a registered environment ({why}); use one of {known} "
             "(see `slea envs list`) or register yours with gymnasium.register"
         )
     return name
