@@ -283,6 +283,13 @@ def test_scienceworld_names_times_its_own_variation_split() -> None:
         assert (info["task_name"], info["variation"]) == ("boil", splits["boil"]["test"][1])
     finally:
         e.close()
+    from slea.envs.scienceworld import ScienceWorldEnv
+
+    for bad, error in (([], ValueError), ("boil", TypeError), ([("boil", "1")], TypeError)):
+        with pytest.raises(error, match="tasks"):
+            ScienceWorldEnv(tasks=bad)  # refused before the simulator starts
+    with pytest.raises(ValueError, match=r"tasks: variation 999 of 'boil' not in \[0, 30\)"):
+        ScienceWorldEnv(tasks=[("1-1", 0), ("boil", 999)])
     with pytest.raises(ConfigError, match=r"env\.task_types: unknown ScienceWorld task 'brew'"):
         task_source(env_config(id="slea/ScienceWorld-v0", task_types=["brew"]))
     with pytest.raises(ConfigError, match=r"env\.kwargs: \['variations'\] are set by"):
