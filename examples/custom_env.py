@@ -6,7 +6,8 @@ actions; ``info`` holds ``task``, ``admissible_actions`` and ``won``; see slea.e
 registered with ``gymnasium.register``, checked with ``slea.envs.check_contract`` and trained
 with ``slea.Trainer(config, tasks=...)``, the tasks being the env's reset options.
 
-    python examples/custom_env.py                           # 30 iterations (a few minutes)
+    python examples/custom_env.py              # 30 iterations: about 8 min on 2 busy cores, held-out
+                                                # success 0.00 -> 0.50 (sampled and greedy)
     python examples/custom_env.py train.iterations=2 run.dir=/tmp/lights   # any config override
 
 The config names the env in gymnasium's ``module:EnvId`` form, ``custom_env:custom/Lights-v0``:
