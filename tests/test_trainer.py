@@ -226,8 +226,8 @@ def test_bad_input_errors_name_the_fix(trained: Path, tmp_path: Path) -> None:
         Trainer(
             tiny_config(tmp_path / "d", "env.id=slea/Sokoban-v0", "env.games.compass_augment=true")
         )
-    with pytest.raises(ConfigError, match=r"env\.id: 'slea/Sokoban-v0' gives no training tasks"):
-        Trainer(tiny_config(tmp_path / "e", "env.id=slea/Sokoban-v0"))
+    with pytest.raises(ConfigError, match=r"env\.tasks\.train: the split has no task"):
+        Trainer(tiny_config(tmp_path / "e", "env.id=slea/Sokoban-v0", "env.tasks.train=[]"))
     with pytest.raises(
         ConfigError, match=r"model\.preset: unknown model preset 'nope'; known presets: smollm2"
     ):

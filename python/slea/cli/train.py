@@ -1,7 +1,8 @@
-"""``slea train --config FILE [--set key=value ...]`` (or ``--resume RUN_DIR``).
+"""``slea train --config FILE [--set key=value ...] [--dry-run]`` (or ``--resume RUN_DIR``).
 
 Trains, writes the report, and prints a table of untrained vs trained success (held-out games,
-sampled and greedy, with episode counts) and the report's path.
+sampled and greedy, with episode counts) and the report's path. ``--dry-run`` prints the plan of
+the run instead (see :mod:`slea.train.preflight`) and exits without loading weights or writing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(they are recorded in metrics.jsonl); without it an edited config is refused",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve the config, build the task lists, check the model and data, print the plan "
+        "(tasks, batch, token budgets, a GPU memory estimate) and exit: loads no weights and "
+        "writes no run directory",
+    )
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -67,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.allow_config_change and not args.resume:
         raise ConfigError("--allow-config-change only goes with --resume")
+    if args.dry_run:
+        from slea.train.preflight import dry_run, format_plan
+
+        if args.resume:
+            raise ConfigError("--dry-run goes with --config FILE, not with --resume")
+        print(format_plan(dry_run(TrainConfig.from_yaml(args.config, args.set))))
+        return 0
     if args.resume:
         if args.set:
             raise ConfigError("--set cannot be combined with --resume: a run keeps its config")

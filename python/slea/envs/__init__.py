@@ -25,6 +25,10 @@ import with gymnasium's own idiom, a no-op that tells linters the module is used
     env = gymnasium.make("slea/Sokoban-v0")
 
 ``register_envs()`` registers the ids again where they are missing (idempotent).
+
+Your own env: follow the same contract, register it with ``gymnasium.register``, and ask
+``check_contract(env)`` what it lacks; ``Task`` and ``TaskSource`` (:mod:`slea.envs.tasks`)
+describe the tasks each split plays (``slea.Trainer(config, tasks=...)``).
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ _LAZY = {
     "ALFWorldEnv": "slea.envs.alfworld",
     "ScienceWorldEnv": "slea.envs.scienceworld",
     "SokobanEnv": "slea.envs.sokoban",
+    "check_contract": "slea.envs.check",
+    "resolve_env_id": "slea.envs.check",
+    "Task": "slea.envs.tasks",
+    "TaskSource": "slea.envs.tasks",
 }
 
 

@@ -279,7 +279,9 @@ def _pddl_calls() -> Iterator[None]:
         sys.argv[:] = argv
 
 
-def _task_type_of(game: Path) -> str:
+def task_type_of(game: Path) -> str:
+    """The short task type (``pick``, ``look``, ...) of a game, from the ``traj_data.json``
+    beside it ("" when it has none)."""
     traj = game.parent / "traj_data.json"
     try:
         with open(traj) as f:
@@ -427,7 +429,7 @@ class ALFWorldEnv(TextEnv):
             info.name = self._names[id_]
         walkthrough = data.get("walkthrough")
         self.walkthrough = list(walkthrough) if walkthrough else None
-        self._task_type = _task_type_of(game)
+        self._task_type = task_type_of(game)
         self._game = game
 
     def close(self) -> None:

@@ -52,6 +52,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from slea.envs.check import resolve_env_id
 from slea.envs.registry import ENVS, register_envs
 from slea.errors import EnvError
 
@@ -673,12 +674,9 @@ def make_vec(
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-    register_envs()
-    if env_id not in gymnasium.registry:
-        known = ", ".join(sorted(ENVS))
-        raise EnvError(f"env_id {env_id!r} is not registered; slea's envs: {known}")
+    name = resolve_env_id(env_id)  # "module:EnvId" imports module; the workers' make does too
     preload: list[str] = []
-    entry = ENVS.get(env_id)
+    entry = ENVS.get(name)
     if entry is not None:  # the forkserver imports these once; workers fork ready to go
         preload = [entry.entry_point.split(":")[0], *entry.requires]
     factory = EnvFactory(env_id, kwargs)

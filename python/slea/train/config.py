@@ -212,7 +212,8 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class GamesConfig:
-    """Generated TextWorld games (used when env.id is slea/TextWorld-v0)."""
+    """Generated tasks: TextWorld games (env.id slea/TextWorld-v0) and Sokoban levels
+    (slea/Sokoban-v0: the counts and the seed; kind and level are TextWorld's)."""
 
     kind: str = "coin"
     """Game family: coin (coin collector) or treasure (treasure hunter)."""
@@ -222,6 +223,9 @@ class GamesConfig:
     """Number of training games."""
     test: int = 16
     """Number of held-out test games (disjoint seeds)."""
+    valid: int = 0
+    """Number of validation games (disjoint seeds; 0 = none). Adding them changes no other
+    split's games: each game's seed depends on its split's name."""
     seed: int = 0
     """Seed of the game set: each game's seed is a hash of (kind, level, seed, split, index)
     (slea.envs.textworld.game_seed), so the splits draw their games independently."""
@@ -236,6 +240,7 @@ class GamesConfig:
     def __post_init__(self) -> None:
         _check(self.train >= 1, "env.games.train", f"must be >= 1, got {self.train}")
         _check(self.test >= 0, "env.games.test", f"must be >= 0, got {self.test}")
+        _check(self.valid >= 0, "env.games.valid", f"must be >= 0, got {self.valid}")
         _check(self.level >= 1, "env.games.level", f"must be >= 1, got {self.level}")
 
 
@@ -244,17 +249,33 @@ class EnvConfig:
     """The environment."""
 
     id: str = "slea/TextWorld-v0"
-    """A registered gymnasium id (see `slea envs list`)."""
+    """A registered gymnasium id (see `slea envs list`), or `module:EnvId` (the module is
+    imported first, as gymnasium.make does, so that it can register EnvId)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra keyword arguments for gymnasium.make."""
+    """Extra keyword arguments for gymnasium.make (e.g. Sokoban's width, height, num_boxes;
+    ScienceWorld's simplifications)."""
     games: GamesConfig = field(default_factory=GamesConfig)
-    """Generated games for TextWorld."""
+    """Generated tasks: TextWorld games, Sokoban levels."""
+    data_root: str = ""
+    """ALFWorld data root (holding json_2.1.1/{train,valid_seen,valid_unseen}); empty =
+    $ALFWORLD_DATA, else ~/.cache/alfworld. Splits: train, valid = valid_seen, test = valid_unseen."""
+    task_types: tuple[str, ...] = ()
+    """Play only these task types (empty = all): ALFWorld's pick, look, clean, heat, cool,
+    pick2; ScienceWorld's task names (e.g. boil; empty = all 30); the types of env.tasks."""
+    max_tasks_per_type: int = 0
+    """At most this many tasks of each type per split, the first in the source's order (0 = all)."""
+    tasks: dict[str, Any] = field(default_factory=dict)
+    """Explicit tasks of any env, per split (train, valid, test): a list of reset options
+    (e.g. [{task_id: 0}, {task_id: 1}]; an entry {name, options, type} names a task and gives
+    its type) or the path of a JSONL file with one such entry per line. Replaces the env's own
+    task list."""
     vector_mode: str = "sync"
     """sync: envs step in this process; async: one process per env."""
 
     def __post_init__(self) -> None:
         _check(bool(self.id), "env.id", "must name a registered gymnasium environment")
         _check(self.vector_mode in ("sync", "async"), "env.vector_mode", "must be sync or async")
+        _check(self.max_tasks_per_type >= 0, "env.max_tasks_per_type", "must be >= 0 (0 = all)")
 
 
 @dataclass(frozen=True)

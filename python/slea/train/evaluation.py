@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from slea.experience.library import ExperienceLibrary
 from slea.rollout import EpisodeSpec, Rollout
 from slea.train import setup
 from slea.train.config import TrainConfig
+from slea.trajectory import Episode
 
 
 class Play(Protocol):
@@ -57,6 +58,22 @@ def memory_copies(
         yield ObservationClusterer.load(tmp / "c.snap"), ExperienceLibrary.load(tmp / "l.snap")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def by_type(episodes: Sequence[Episode], types: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Success rate, mean return and episode count per task type (``types[i]`` is the type of
+    ``episodes[i]``), types in order of first appearance (the task source's order)."""
+    groups: dict[str, list[Episode]] = {}
+    for episode, kind in zip(episodes, types, strict=True):
+        groups.setdefault(kind, []).append(episode)
+    return {
+        kind: {
+            "success": float(np.mean([e.won for e in eps])),
+            "return": float(np.mean([e.total_reward for e in eps])),
+            "episodes": len(eps),
+        }
+        for kind, eps in groups.items()
+    }
 
 
 class Evaluator:
@@ -90,7 +107,9 @@ class Evaluator:
         evolve: Callable[[ExperienceLibrary, Rollout], Any] | None = None,
     ) -> dict[str, Any]:
         """Play every task of ``split`` (at most ``max_tasks``; 0 = all) ``episodes_per_task``
-        times; return success rate, mean return, episode length and retrieval fraction.
+        times; return success rate, mean return, episode length and retrieval fraction, and
+        (when the tasks have types, e.g. ALFWorld's pick, look, ...) ``by_type``: ``{type:
+        {success, return, episodes}}``.
 
         The library is used when retrieval is active at ``iteration`` and ``retrieval.in_eval``;
         ``evolve(library_copy, rollout)`` runs after each wave when given (test-time evolution).
@@ -136,7 +155,7 @@ class Evaluator:
                 if evolve is not None:
                     evolve(library_copy, rollout)
             used["entries_after"] = len(library_copy)
-        return {
+        out: dict[str, Any] = {
             "split": split,
             "greedy": greedy,
             "episodes": len(episodes),
@@ -146,6 +165,10 @@ class Evaluator:
             "retrieval_fraction": retrieved / max(rows, 1),
             "library": used,
         }
+        types = [task.type for task in tasks for _ in range(episodes_per_task)]
+        if any(types):
+            out["by_type"] = by_type(episodes, types)
+        return out
 
     def _venv(self, split: str, episodes: int) -> SleaVectorEnv:
         if split == "train" and self.train_venv is not None:
@@ -163,4 +186,4 @@ class Evaluator:
         self.venvs.clear()
 
 
-__all__ = ["Evaluator", "Play", "memory_copies"]
+__all__ = ["Evaluator", "Play", "by_type", "memory_copies"]

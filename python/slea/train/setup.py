@@ -17,16 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import numpy as np
 import torch
 
-import slea.envs
 from slea.clustering import CanonSpec, ObservationClusterer
 from slea.engine import Engine
 from slea.envs.tasks import Task, TaskSource
 from slea.envs.vector import SleaVectorEnv, make_vec, unbatch_infos
-from slea.errors import ConfigError, EnvError, SleaError
+from slea.errors import ConfigError, SleaError
 from slea.experience.evolve import Distiller
 from slea.experience.evolve import make_distiller as make_evolution_distiller
 from slea.experience.library import ExperienceLibrary
@@ -48,14 +46,11 @@ from slea.train.config import TrainConfig
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise EnvError naming the fix if ``env_id`` is not a registered gymnasium id."""
-    slea.envs.register_envs()
-    if env_id not in gymnasium.registry:
-        known = sorted(k for k in gymnasium.registry if k.startswith("slea/"))
-        raise EnvError(
-            f"env.id: {env_id!r} is not a registered environment; use one of {known} "
-            "(see `slea envs list`) or register yours with gymnasium.register"
-        )
+    """Raise EnvError naming the fix if ``env_id`` is not a registered gymnasium id (or a
+    ``module:EnvId`` whose module registers ``EnvId`` when imported)."""
+    from slea.envs.check import resolve_env_id
+
+    resolve_env_id(env_id, key="env.id")
 
 
 def model_dir(cfg: TrainConfig) -> Path | None:

@@ -35,7 +35,7 @@ from slea.algo.advantages import compute_advantages
 from slea.algo.update import make_optimizer, recompute_old_logprobs, scheduled_lr, update_policy
 from slea.clustering import ObservationClusterer, structural_hash
 from slea.engine import ActionRecord, Engine
-from slea.envs.tasks import TaskSource, task_source
+from slea.envs.tasks import TaskSource
 from slea.envs.vector import SleaVectorEnv
 from slea.errors import ConfigError, SleaError
 from slea.experience.evolve import evolve_library
@@ -52,7 +52,7 @@ from slea.rundir import (
     atomic_write_text,
     truncate_metrics,
 )
-from slea.train import distributed, metrics, setup
+from slea.train import distributed, metrics, preflight, setup
 from slea.train.config import TrainConfig
 from slea.train.evaluation import Evaluator
 from slea.train.logging import MetricsLogger, Progress
@@ -87,8 +87,13 @@ def sample_episodes(
 class Trainer:
     """Train a policy with SLEA-RL as configured by ``config``.
 
-    Creates (or, with :meth:`resume`, reopens) the run directory, builds or loads the model,
-    prepares the env's tasks, and builds the vector env, clusterer, library and optimizer.
+    Prepares and checks the env's tasks, creates (or, with :meth:`resume`, reopens) the run
+    directory, builds or loads the model, and builds the vector env, clusterer, library and
+    optimizer. ``tasks`` replaces the env's own tasks without YAML: a
+    :class:`~slea.envs.tasks.TaskSource`, or per split (``train``, ``valid``, ``test``) a list of
+    :class:`~slea.envs.tasks.Task` or reset-option mappings (plain lists are written into the
+    run's config, so :meth:`resume` plays them again; a source object is not: resume it with
+    the same source yourself).
 
     Attributes:
         policy: the trained policy (the update's :class:`~slea.engine.Learner`).
@@ -101,14 +106,17 @@ class Trainer:
         self,
         config: TrainConfig,
         *,
+        tasks: preflight.Tasks | None = None,
         _checkpoint: Path | None = None,
         _writes: bool = True,
     ) -> None:
-        self.config = cfg = config
-        self.run_dir = Path(cfg.run.dir)
         self.rank, self.world = distributed.init_distributed()
-        setup.check_env_id(cfg.env.id)
-        self.model_dir = setup.model_dir(cfg)
+        setup.check_env_id(config.env.id)
+        self.model_dir = setup.model_dir(config)
+        # the tasks (``tasks`` replaces the env's own) are built and checked before the run dir
+        self.config, self.tasks = preflight.prepare_tasks(config, tasks)
+        cfg = self.config
+        self.run_dir = Path(cfg.run.dir)
         torch.set_num_threads(cfg.train.threads)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
@@ -140,12 +148,6 @@ class Trainer:
         self.logger: MetricsLogger | None = None
         self.library_stats = metrics.LibraryStats()
         self.venv: SleaVectorEnv | None = None
-        self.tasks = task_source(cfg.env)
-        if not self.tasks.tasks("train"):
-            raise ConfigError(
-                f"env.id: {cfg.env.id!r} gives no training tasks; slea trains on slea/TextWorld-v0 "
-                "games (env.games) today"
-            )
         if self.rank == 0:
             r = cfg.rollout
             self.venv = setup.make_venv(
@@ -350,7 +352,7 @@ class Trainer:
         episodes_per_task: int = 1,
         max_tasks: int = 0,
     ) -> dict[str, Any]:
-        """Play every task of ``split`` (``train`` or ``test``) ``episodes_per_task`` times.
+        """Play every task of ``split`` (``train``, ``valid`` or ``test``) ``episodes_per_task`` times.
 
         Uses the same prompt path as training (retrieval included when active and
         ``retrieval.in_eval``) on copies of the clusterer and library; with ``eval.evolve`` the
