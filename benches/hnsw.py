@@ -1,6 +1,13 @@
 """HNSW: slea.HnswIndex vs hnswlib on the same data in one run.
 
-``python -m benches hnsw [--quick] [--repeats R] [--no-minilm]``
+``python -m benches hnsw [--quick] [--repeats R] [--no-minilm] [--hnswlib-path DIR --hnswlib-build TEXT]``
+
+hnswlib's speed depends on how it was compiled: its ``setup.py`` adds ``-march=native`` unless
+``HNSWLIB_NO_NATIVE=1`` is set (then its distance functions use SSE only), while slea picks its
+dot-product kernel (AVX2+FMA where the CPU has it) at run time. ``--hnswlib-path DIR`` imports
+hnswlib from ``DIR`` (a ``pip install --target DIR`` of a wheel built one way or the other) in
+this process and in the build subprocesses; ``--hnswlib-build`` names the build in the output
+(e.g. ``native`` or ``HNSWLIB_NO_NATIVE=1``). Run the bench once per build to compare with both.
 
 Datasets: 20k x 384 clustered synthetic unit vectors (200 Gaussian clusters) and MiniLM
 embeddings of TextWorld text (``benches/hnsw_text.py``, cached). Both libraries use M=16,
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,12 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from benches.common import OUT_DIR, machine, table, write_json
+from benches.common import OUT_DIR, load_average, machine, table, write_json
 
 K = 10
 M = 16
 EF_CONSTRUCTION = 200
 EFS = (16, 40, 80)
+HNSWLIB_PATH = ""
+"""Where hnswlib is imported from (``--hnswlib-path``); empty: the environment's own."""
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -160,7 +170,12 @@ def worker(lib: str, data: Path) -> dict[str, float]:
 
 def build_in_subprocess(lib: str, data: Path) -> dict[str, float]:
     cmd = [sys.executable, "-m", "benches.hnsw", "--worker", lib, "--data", str(data)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    env = dict(os.environ)
+    if HNSWLIB_PATH:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (HNSWLIB_PATH, env.get("PYTHONPATH", "")) if p
+        )
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -247,19 +262,35 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--no-minilm", action="store_true")
+    parser.add_argument(
+        "--hnswlib-path", default="", metavar="DIR", help="import hnswlib from DIR (first)"
+    )
+    parser.add_argument(
+        "--hnswlib-build",
+        default="unnamed",
+        metavar="TEXT",
+        help="how that hnswlib was built, for the output (e.g. native, HNSWLIB_NO_NATIVE=1)",
+    )
     parser.add_argument("--worker", choices=("slea", "hnswlib"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.data)))
         return 0
+    global HNSWLIB_PATH
+    if args.hnswlib_path:
+        HNSWLIB_PATH = str(Path(args.hnswlib_path).resolve())
+        sys.path.insert(0, HNSWLIB_PATH)
     try:
-        import hnswlib  # noqa: F401
+        import hnswlib
     except ImportError:
         print("hnswlib is not installed (pip install hnswlib): nothing to compare against")
         return 1
     import slea
 
+    hnswlib_file = str(hnswlib.__file__)
+    load_start = load_average()
+    print(f"hnswlib from {hnswlib_file} (build: {args.hnswlib_build}); load average {load_start}")
     n, queries, repeats = (2000, 200, 1) if args.quick else (20_000, args.queries, args.repeats)
     rows = run_dataset("clustered", *clustered(n, 384, 200, queries), repeats)
     if not args.no_minilm and not args.quick:
@@ -300,10 +331,17 @@ def main(argv: list[str]) -> int:
         )
     )
     kernel = slea.HnswIndex(4).stats()["kernel"]
+    name = "hnsw_quick" if args.quick else "hnsw"
+    if args.hnswlib_build != "unnamed":
+        name += "_" + re.sub(r"[^A-Za-z0-9]+", "_", args.hnswlib_build).strip("_")
     path = write_json(
-        "hnsw_quick" if args.quick else "hnsw",
+        name,
         {
+            "command": "python -m benches hnsw " + " ".join(argv),
             "rows": rows,
+            "hnswlib_file": hnswlib_file,
+            "hnswlib_build": args.hnswlib_build,
+            "load_average_at_start": load_start,
             "repeats": repeats,
             "kernel": kernel,
             "m": M,
@@ -311,7 +349,10 @@ def main(argv: list[str]) -> int:
             "k": K,
         },
     )
-    print(f"\nmachine: {machine()}; slea kernel: {kernel}; results: {path}")
+    print(
+        f"\nmachine: {machine()}; slea kernel: {kernel}; hnswlib build: {args.hnswlib_build}; "
+        f"load average at the end {load_average()}; results: {path}"
+    )
     return 0
 
 
