@@ -38,6 +38,14 @@ BENCHES: dict[str, tuple[str, str]] = {
         "supervised probe: can the demo model learn coin collector's middle-room decision?",
     ),
     "evolve": ("benches.evolve", "cost of one evolution step (without the LLM call)"),
+    "layouts": (
+        "benches.layouts",
+        "the demo's held-out coin-collector games vs its training games: layouts, room names",
+    ),
+    "greedy": (
+        "benches.greedy",
+        "greedy play of a trained run with every action's probability (diagnostics)",
+    ),
 }
 
 

@@ -23,9 +23,10 @@ Methods, all measured in this run on the same observations in the same order:
 - with ``--upstream DIR``: the released code itself, ``ObservationIndex.find_or_create_cluster``
   from ``verl/trainer/ppo/forge/step_experience.py`` of the user's checkout of
   github.com/kingofspace0wzz/slea-rl (loaded at run time, nothing copied; benches/upstream.py),
-  unbounded and with its 500-cluster bound. Its assignment is checked to partition the
-  observations exactly as our restatement does (the bench fails otherwise), and the ratios
-  ``x faster than released`` are then against the real code;
+  unbounded and with its 500-cluster bound. Unbounded, its assignment is checked to partition the
+  observations exactly as our restatement does (the bench fails otherwise); with the bound the
+  two differ by design (:data:`CAPPED_NOTE`) and the share of observations they group alike is
+  reported. The ratios ``x faster than released`` are then against the real, unbounded code;
 - paper: ``PaperClusterer`` (the same ratio against every prototype, first fit), O(|C|) per
   observation, so it runs on an evenly spaced subsample of ``--paper-sample`` observations; slea
   is timed on that subsample too, for a ratio on the same data.
@@ -63,6 +64,7 @@ COLUMNS = [
     "clusters/state",
     "x faster than released",
     "x faster than paper",
+    "agreement with our restatement",
 ]
 
 
@@ -137,6 +139,30 @@ def same_partition(a: Sequence[int], b: Sequence[int]) -> bool:
     return first_seen(a) == first_seen(b)
 
 
+CAPPED_NOTE = """Once the released code's 500-cluster cap is reached it names each new cluster
+``obs_cluster_{len(clusters)}_{hash(observation) % 10000}``, so names repeat; a new cluster whose
+name is taken replaces the older one in the eviction index while the older one stays matchable
+in its signature bucket. Python salts ``hash`` per process, so the capped assignment also changes
+from run to run. Our restatement evicts as the code intends (fewest members, oldest first) and is
+only checked to agree without the cap."""
+
+
+def agreement(a: Sequence[int], b: Sequence[int]) -> float:
+    """Share of observations grouped alike by ``a`` and ``b``: in ``a`` with the first member of
+    their ``b`` cluster, and in ``b`` with the first member of their ``a`` cluster (1.0: the same
+    partition)."""
+    first_a: dict[int, int] = {}
+    first_b: dict[int, int] = {}
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        first_a.setdefault(x, i)
+        first_b.setdefault(y, i)
+    same = sum(
+        b[i] == b[first_a[x]] and a[i] == a[first_b[y]]
+        for i, (x, y) in enumerate(zip(a, b, strict=True))
+    )
+    return same / max(len(a), 1)
+
+
 def measure(
     form: str,
     texts: list[str],
@@ -176,15 +202,19 @@ def measure(
         name: as_ids(b.result) if name.startswith(UPSTREAM) else b.result
         for name, b in timed.items()
     }
-    if index_cls is not None:
-        for cap in ("", " with its 500-cluster cap"):
-            if not same_partition(ids_of[UPSTREAM + cap], ids_of[RESTATED + cap]):
-                raise AssertionError(
-                    f"{form}: the released code{cap} groups the observations differently from "
-                    "our restatement (tests/reference/slea_ref_cluster.py): fix the restatement"
-                )
+    if index_cls is not None and not same_partition(ids_of[UPSTREAM], ids_of[RESTATED]):
+        raise AssertionError(
+            f"{form}: the released code groups the observations differently from our "
+            "restatement (tests/reference/slea_ref_cluster.py): fix the restatement"
+        )
     for name, b in timed.items():
         row(name, len(texts), ids_of[name], b.cpu, b.wall, truths)
+    if index_cls is not None:
+        # With the cap the two are not the same computation (see CAPPED_NOTE): report agreement.
+        cap = " with its 500-cluster cap"
+        rows[list(timed).index(UPSTREAM + cap)]["agreement with our restatement"] = agreement(
+            ids_of[UPSTREAM + cap], ids_of[RESTATED + cap]
+        )
     against = UPSTREAM if index_cls is not None else RESTATED
     released_cpu = timed[against].cpu / len(texts) * 1e6
     for r in rows:

@@ -82,6 +82,9 @@ def test_same_partition_ignores_the_ids() -> None:
     assert not clustering.same_partition([5, 5, 9, 5], [0, 0, 1, 1])
     a, b = object(), object()
     assert clustering.as_ids([a, b, a]) == [0, 1, 0]
+    assert clustering.agreement([5, 5, 9, 5], [0, 0, 1, 0]) == 1.0
+    assert clustering.agreement([0, 0, 0, 0], [0, 0, 1, 1]) == 0.5  # a merges what b splits
+    assert clustering.agreement([0, 0, 1, 1], [0, 0, 0, 0]) == 0.5  # and the other way round
 
 
 def test_upstream_loader_uses_the_checkout_and_cleans_up(tmp_path: Path) -> None:
