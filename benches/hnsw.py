@@ -1,6 +1,7 @@
 """HNSW: slea.HnswIndex vs hnswlib on the same data in one run.
 
-``python -m benches hnsw [--quick] [--repeats R] [--no-minilm] [--hnswlib-path DIR --hnswlib-build TEXT]``
+``python -m benches hnsw [--quick] [--repeats R] [--query-rounds Q] [--no-minilm]
+[--hnswlib-path DIR --hnswlib-build TEXT]``
 
 hnswlib's speed depends on how it was compiled: its ``setup.py`` adds ``-march=native`` unless
 ``HNSWLIB_NO_NATIVE=1`` is set (then its distance functions use SSE only), while slea picks its
@@ -20,7 +21,8 @@ Measured per library:
   so ties do not count against either library);
 - single-thread QPS from native code (one batch call that loops over the queries: slea's
   ``search(Q, num_threads=1)``, hnswlib's ``knn_query(Q, num_threads=1)``) and through the Python
-  API one query per call; the two libraries alternate and the best of ``R`` rounds is kept.
+  API one query per call; the two libraries alternate and the best of ``Q`` rounds is kept
+  (``--query-rounds``, default ``R``).
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ def timed(fn: Any) -> tuple[float, float]:
 
 
 def run_dataset(
-    name: str, base: np.ndarray, queries: np.ndarray, repeats: int
+    name: str, base: np.ndarray, queries: np.ndarray, repeats: int, query_rounds: int
 ) -> list[dict[str, Any]]:
     n, dim = base.shape
     print(f"\n[{name}] {n} x {dim}, {len(queries)} queries", flush=True)
@@ -210,7 +212,7 @@ def run_dataset(
     for ef in EFS:
         best: dict[tuple[str, str], float] = {}
         rec: dict[str, float] = {}
-        for r in range(repeats):
+        for r in range(query_rounds):
             order = ("slea", "hnswlib") if r % 2 == 0 else ("hnswlib", "slea")
             for lib_name in order:
                 lib = libs[lib_name]
@@ -259,7 +261,10 @@ def run_dataset(
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benches hnsw", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2k vectors, 200 queries, 1 repeat")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="builds per library")
+    parser.add_argument(
+        "--query-rounds", type=int, default=0, help="query rounds per library and ef (0: --repeats)"
+    )
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--no-minilm", action="store_true")
     parser.add_argument(
@@ -292,11 +297,12 @@ def main(argv: list[str]) -> int:
     load_start = load_average()
     print(f"hnswlib from {hnswlib_file} (build: {args.hnswlib_build}); load average {load_start}")
     n, queries, repeats = (2000, 200, 1) if args.quick else (20_000, args.queries, args.repeats)
-    rows = run_dataset("clustered", *clustered(n, 384, 200, queries), repeats)
+    query_rounds = 1 if args.quick else (args.query_rounds or repeats)
+    rows = run_dataset("clustered", *clustered(n, 384, 200, queries), repeats, query_rounds)
     if not args.no_minilm and not args.quick:
         real = minilm(queries)
         if real is not None:
-            rows += run_dataset("minilm", *real, repeats)
+            rows += run_dataset("minilm", *real, repeats, query_rounds)
     columns = [
         "dataset",
         "ef",
@@ -343,6 +349,7 @@ def main(argv: list[str]) -> int:
             "hnswlib_build": args.hnswlib_build,
             "load_average_at_start": load_start,
             "repeats": repeats,
+            "query_rounds": query_rounds,
             "kernel": kernel,
             "m": M,
             "ef_construction": EF_CONSTRUCTION,

@@ -8,7 +8,7 @@ Reads the generated games of the CPU demo (default ``$SLEA_CACHE/textworld/coin-
 number of rooms and connections per game, the layout class of the winning path up to the compass
 symmetries (``straight``: every move in the same direction; ``turn``: the direction changes), and
 how the room names of the held-out games relate to the training games' (each name, and each
-game's set of names).
+game's set of names). Also written to ``benches/out/layouts.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
+
+from benches.common import write_json
 
 
 def default_dir() -> Path:
@@ -73,4 +75,7 @@ def main(argv: list[str]) -> int:
     out = summarise(games_dir)
     print(f"games in {games_dir}")
     print(json.dumps(out, indent=2))
+    path = write_json("layouts", {"command": "python -m benches layouts " + " ".join(argv),
+                                  "games_dir": str(games_dir), **out})  # fmt: skip
+    print(f"wrote {path}")
     return 0

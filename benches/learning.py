@@ -321,7 +321,8 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--report-only",
         action="store_true",
-        help="start no run: summarise the finished runs under --root (missing ones are listed)",
+        help="start no run: summarise the finished runs under --root whose key matches "
+        "(missing and stale ones are listed)",
     )
     args = p.parse_args(argv)
     args.code_version = code_version()

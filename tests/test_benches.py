@@ -114,3 +114,36 @@ def test_upstream_loader_uses_the_checkout_and_cleans_up(tmp_path: Path) -> None
     (forge / "step_experience.py").write_text("raise RuntimeError('boom')\n")
     with pytest.raises(upstream.UpstreamError, match="failed to load"):
         upstream.step_experience(tmp_path)
+
+
+def fake_game(rooms: list[str], moves: list[str]) -> dict:
+    """The parts of a TextWorld game file that benches.layouts reads."""
+    infos = [[f"r_{i}", {"type": "r", "name": name}] for i, name in enumerate(rooms)]
+    world = [{"name": "east_of"} for _ in rooms[1:]]
+    commands = [f"go {m}" for m in moves] + ["take coin"]
+    return {"infos": [["P", {"type": "P", "name": None}], *infos], "world": world,
+            "quests": [{"commands": commands}]}  # fmt: skip
+
+
+def test_layouts_counts_layouts_and_shared_names(tmp_path: Path) -> None:
+    import json
+
+    layouts = pytest.importorskip("benches.layouts")
+    games = {
+        "train-0000.json": fake_game(["kitchen", "hall", "attic"], ["west", "west"]),
+        "train-0001.json": fake_game(["cellar", "hall", "study"], ["north", "east"]),
+        "test-0000.json": fake_game(["kitchen", "study", "hall"], ["south", "west"]),
+        "params.json": {"kind": "coin"},
+    }
+    for name, game in games.items():
+        (tmp_path / name).write_text(json.dumps(game))
+    out = layouts.summarise(tmp_path)
+    assert out["games"] == {"train": 2, "test": 1}
+    assert out["layouts (rooms, connections, path)"] == {
+        "train": {"3 rooms, 2 links, straight": 1, "3 rooms, 2 links, turn": 1},
+        "test": {"3 rooms, 2 links, turn": 1},
+    }
+    assert out["test room names also in training games"] == 3
+    assert out["test games whose set of room names is a training game's"] == 0
+    with pytest.raises(SystemExit, match="no train"):
+        layouts.summarise(tmp_path / "missing")
