@@ -18,14 +18,19 @@ BENCHES: dict[str, tuple[str, str]] = {
     "canon": ("benches.canon", "canonicalise+hash throughput (MB/s) vs a plain-Python version"),
     "clustering": (
         "benches.clustering",
-        "clustering on TextWorld observations vs released SLEA-RL and the paper",
+        "clustering on TextWorld observations vs our restatement of released SLEA-RL "
+        "(--upstream DIR: the released code) and the paper",
     ),
     "advantages": (
         "benches.advantages",
-        "GiGPO/SLEA advantages vs the Python reference, NumPy and verl-agent shape",
+        "GiGPO/SLEA advantages vs the Python reference, NumPy and our restatement of "
+        "verl-agent's code (--upstream DIR: its core_gigpo.py)",
     ),
-    "hnsw": ("benches.hnsw", "HNSW recall/QPS/build vs hnswlib"),
-    "library": ("benches.library", "experience-library retrieval latency and memory"),
+    "hnsw": ("benches.hnsw", "HNSW recall/QPS/build vs hnswlib (--hnswlib-path: a given build)"),
+    "library": (
+        "benches.library",
+        "experience-library retrieval latency, admission throughput and memory",
+    ),
     "envs": ("benches.envs", "environment steps per second, single and vectorised"),
     "learning": ("benches.learning", "grpo vs gigpo vs slea learning curves on TextWorld"),
     "probe": (
@@ -34,6 +39,14 @@ BENCHES: dict[str, tuple[str, str]] = {
     ),
     "evolve": ("benches.evolve", "cost of one evolution step (without the LLM call)"),
     "serve": ("benches.serve", "latency the HTTP path adds: server engine vs in-process engine"),
+    "layouts": (
+        "benches.layouts",
+        "the demo's held-out coin-collector games vs its training games: layouts, room names",
+    ),
+    "greedy": (
+        "benches.greedy",
+        "greedy play of a trained run with every action's probability (diagnostics)",
+    ),
 }
 
 

@@ -10,15 +10,18 @@ quotes). For each set and for the ``generic`` and ``textworld`` presets:
 - slea batch: ``structural_hash_batch(texts, spec)`` (one call, GIL released, one core);
 - slea per call: ``structural_hash(text, spec)`` in a Python loop (adds the FFI cost per text);
 - Python reference: tests/reference/canon_ref.py (``re`` + ``unicodedata``, one pass per rule)
-  followed by an 8-byte blake2b of the canonical text, on ``--ref-sample`` texts (best of
-  ``--repeat // 3``);
+  followed by an 8-byte blake2b of the canonical text, on an evenly spaced sample of
+  ``--ref-sample`` texts;
 - Python floor: only NFKC, ``str.lower`` and one ``re.sub`` for white space, then the same
-  blake2b: a lower bound on the cost of any Python version of a preset (each preset does more),
-  so ``x vs floor`` is the least the Rust core can be credited with.
+  blake2b, on the same sample: a lower bound on the cost of any Python version of a preset (each
+  preset does more), so ``x vs floor`` is the least the Rust core can be credited with.
 
-The reference's canonical texts are checked equal to slea's first. Throughput is UTF-8 bytes
-per second of thread CPU time (best of ``--repeat``), which the other processes of a shared
-machine do not inflate; wall-clock figures are in the JSON.
+The ratios ``x vs Python`` and ``x vs floor`` compare slea's batch call on that same sample with
+the two Python versions. The reference's canonical texts are checked equal to slea's on the whole
+sample first. Every side is timed for the same ``--repeat`` rounds, the sides interleaved
+(``benches.common.interleaved``), best round kept. Throughput is UTF-8 bytes per second of
+thread CPU time, which the other processes of a shared machine do not inflate; wall-clock
+figures are in the JSON.
 """
 
 from __future__ import annotations
@@ -26,14 +29,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
-import time
 import unicodedata
-from collections.abc import Callable
 from typing import Any
 
 import slea
 from benches import tw_data
-from benches.common import machine, table, write_json
+from benches.common import interleaved, load_average, machine, table, write_json
 from tests.reference import canon_ref
 
 COLUMNS = [
@@ -42,6 +43,7 @@ COLUMNS = [
     "bytes/text",
     "slea batch MB/s",
     "slea per call MB/s",
+    "slea batch on the sample MB/s",
     "Python ref MB/s",
     "Python floor MB/s",
     "x vs Python",
@@ -49,17 +51,6 @@ COLUMNS = [
 ]
 
 _SPACES = re.compile(r"\s+")
-
-
-def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """(best thread CPU seconds, best wall seconds) of ``fn()`` over ``repeat`` runs."""
-    cpu = wall = float("inf")
-    for _ in range(repeat):
-        w0, c0 = time.perf_counter(), time.thread_time()
-        fn()
-        cpu = min(cpu, time.thread_time() - c0)
-        wall = min(wall, time.perf_counter() - w0)
-    return cpu, wall
 
 
 def python_reference(texts: list[str], rules: list[dict[str, Any]]) -> list[int]:
@@ -81,49 +72,51 @@ def python_floor(texts: list[str]) -> list[int]:
 
 
 def measure(name: str, texts: list[str], preset: str, repeat: int, sample: int) -> dict[str, Any]:
+    """Throughputs of every side on one text set and preset; ratios on the same sample."""
     spec = slea.CanonSpec.preset(preset)
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     step = max(1, len(texts) // sample)
     sub = texts[::step]
     sub_bytes = sum(len(t.encode("utf-8")) for t in sub)
     rules = spec.rules
-    mismatches = sum(
-        slea.canonicalize(t, spec) != canon_ref.canonicalize(t, rules) for t in sub[:300]
-    )
+    mismatches = sum(slea.canonicalize(t, spec) != canon_ref.canonicalize(t, rules) for t in sub)
     if mismatches:
         raise AssertionError(f"{mismatches} canonical texts differ from the reference")
-    batch = best_time(lambda: slea.structural_hash_batch(texts, spec), repeat)
-    single = best_time(lambda: [slea.structural_hash(t, spec) for t in texts], max(1, repeat // 2))
-    ref = best_time(lambda: python_reference(sub, rules), max(1, repeat // 3))
-    floor = best_time(lambda: python_floor(sub), max(1, repeat // 3))
-
-    def mbs(n: int, seconds: float) -> float:
-        return n / seconds / 1e6
-
+    t = interleaved(
+        {
+            "slea batch": lambda: slea.structural_hash_batch(texts, spec),
+            "slea per call": lambda: [slea.structural_hash(x, spec) for x in texts],
+            "slea batch, sample": lambda: slea.structural_hash_batch(sub, spec),
+            "Python ref": lambda: python_reference(sub, rules),
+            "Python floor": lambda: python_floor(sub),
+        },
+        repeat,
+    )
+    size = {"slea batch": nbytes, "slea per call": nbytes}
+    cpu = {k: size.get(k, sub_bytes) / v.cpu / 1e6 for k, v in t.items()}
+    wall = {k: size.get(k, sub_bytes) / v.wall / 1e6 for k, v in t.items()}
     return {
         "texts": name,
         "preset": preset,
         "n": len(texts),
+        "sample": len(sub),
+        "rounds": repeat,
         "bytes/text": nbytes / len(texts),
-        "slea batch MB/s": mbs(nbytes, batch[0]),
-        "slea per call MB/s": mbs(nbytes, single[0]),
-        "Python ref MB/s": mbs(sub_bytes, ref[0]),
-        "Python floor MB/s": mbs(sub_bytes, floor[0]),
-        "x vs Python": mbs(nbytes, batch[0]) / mbs(sub_bytes, ref[0]),
-        "x vs floor": mbs(nbytes, batch[0]) / mbs(sub_bytes, floor[0]),
-        "wall": {
-            "slea batch MB/s": mbs(nbytes, batch[1]),
-            "slea per call MB/s": mbs(nbytes, single[1]),
-            "Python ref MB/s": mbs(sub_bytes, ref[1]),
-            "Python floor MB/s": mbs(sub_bytes, floor[1]),
-        },
+        "slea batch MB/s": cpu["slea batch"],
+        "slea per call MB/s": cpu["slea per call"],
+        "slea batch on the sample MB/s": cpu["slea batch, sample"],
+        "Python ref MB/s": cpu["Python ref"],
+        "Python floor MB/s": cpu["Python floor"],
+        "x vs Python": cpu["slea batch, sample"] / cpu["Python ref"],
+        "x vs floor": cpu["slea batch, sample"] / cpu["Python floor"],
+        "wall MB/s": wall,
     }
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benches canon", description=__doc__)
     parser.add_argument("--small", action="store_true", help="the small TextWorld dataset")
-    parser.add_argument("--repeat", type=int, default=30, help="repetitions of the slea runs")
+    parser.add_argument("--repeat", type=int, default=30, help="rounds of every side (best kept)")
     parser.add_argument("--ref-sample", type=int, default=1500, help="texts for the reference")
     args = parser.parse_args(argv)
     data = tw_data.load(1, 4, 49) if args.small else tw_data.load()
@@ -132,7 +125,8 @@ def main(argv: list[str]) -> int:
         "full": [o.full for o in data],
         "full 600-800B": [o.full for o in data if 600 <= len(o.full.encode("utf-8")) < 800],
     }
-    print(machine())
+    load_start = load_average()
+    print(f"{machine()}; load average {load_start}")
     rows = []
     for name, texts in sets.items():
         for preset in ("generic", "textworld"):
@@ -140,7 +134,11 @@ def main(argv: list[str]) -> int:
             print(table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
     path = write_json(
         "canon" + ("_small" if args.small else ""),
-        {"command": "python -m benches canon " + " ".join(argv), "rows": rows},
+        {
+            "command": "python -m benches canon " + " ".join(argv),
+            "rows": rows,
+            "load_average_at_start": load_start,
+        },
     )
     print(f"\n{table(rows, COLUMNS)}\n\nwritten to {path}")
     return 0

@@ -10,7 +10,8 @@ building, parsing, validation and fallback included; the generation itself exclu
 Reference, same run: a plain-Python restatement of the released SLEA-RL evolution step
 (``ExperienceEvolver`` at commit d247621: fixed 0.5 threshold, regex extraction from the episode
 text, novelty by difflib ratio and word Jaccard against every entry of the zone, append or
-replace the lowest), on the same batches. Goal: slea < 10 ms per step for 128 episodes.
+replace the lowest), on the same batches, written by us (not the released code). Every side is
+the best of ``--reps`` runs per batch. Goal: slea < 10 ms per step for 128 episodes.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benches.common import machine, table, write_json
+from benches.common import load_average, machine, table, write_json
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "distill"
+REFERENCE = "our restatement of released SLEA-RL"
 
 
 # --- reference: the released code's evolution step, restated ----------------------------------
@@ -317,6 +319,7 @@ def main(argv: list[str]) -> int:
     from slea.experience.evolve import EvolutionConfig, evolve_library
     from slea.experience.rules import RuleDistiller
 
+    load0 = load_average()
     n_eps = args.tasks * args.group
     batches = _batches(args.warmup + args.steps, args.tasks, args.group, args.seed)
     config = EvolutionConfig(distiller="rule", eta=0.5)
@@ -328,7 +331,7 @@ def main(argv: list[str]) -> int:
     for it, batch in enumerate(batches[: args.warmup]):
         evolve_library(lib, batch, distiller=rule, iteration=base + it, config=config)
         ref.step(batch)
-    names = ("slea rule", "slea llm-path", "released-style")
+    names = ("slea rule", "slea llm-path", REFERENCE)
     wall: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
     phases: dict[str, list[float]] = {}
@@ -344,9 +347,9 @@ def main(argv: list[str]) -> int:
                 if name == "slea rule":
                     for phase, sec in report.seconds.items():
                         phases.setdefault(phase, []).append(sec)
-            w, c = _time_reference(ref, batch, max(1, args.reps // 2))
-            wall["released-style"].append(w)
-            cpu["released-style"].append(c)
+            w, c = _time_reference(ref, batch, args.reps)  # the same repetitions as slea
+            wall[REFERENCE].append(w)
+            cpu[REFERENCE].append(c)
             evolve_library(lib, batch, distiller=rule, iteration=it, config=config)
             ref.step(batch)
     med_w = {k: statistics.median(v) for k, v in wall.items()}
@@ -356,8 +359,8 @@ def main(argv: list[str]) -> int:
             "step": k,
             "wall ms": med_w[k] * 1e3,
             "CPU ms": med_c[k] * 1e3,
-            "ratio wall (reference / this)": med_w["released-style"] / med_w[k],
-            "ratio CPU (reference / this)": med_c["released-style"] / med_c[k],
+            "ratio wall (reference / this)": med_w[REFERENCE] / med_w[k],
+            "ratio CPU (reference / this)": med_c[REFERENCE] / med_c[k],
         }
         for k in names
     ]
@@ -369,7 +372,7 @@ def main(argv: list[str]) -> int:
         "ratio CPU (reference / this)",
     ]
     phase_rows = [{"phase": k, "wall ms": statistics.median(v) * 1e3} for k, v in phases.items()]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average {load0} at the start, {load_average()} at the end")
     print(f"{n_eps} episodes per step, library {len(lib)} entries (reference {ref.size()}), "
           f"{args.steps} steps, each the best of {args.reps} runs; medians over steps")  # fmt: skip
     print(table(rows, columns))
@@ -382,6 +385,7 @@ def main(argv: list[str]) -> int:
         "median_wall_seconds": med_w, "median_cpu_seconds": med_c,
         "phases_median_wall_seconds": {k: statistics.median(v) for k, v in phases.items()},
         "goal_met_wall": goal_w, "goal_met_cpu": goal_c, "args": vars(args),
+        "command": "python -m benches evolve " + " ".join(argv), "load_average_at_start": load0,
     })  # fmt: skip
     print(f"wrote {path}")
     return 0

@@ -1,6 +1,14 @@
 """HNSW: slea.HnswIndex vs hnswlib on the same data in one run.
 
-``python -m benches hnsw [--quick] [--repeats R] [--no-minilm]``
+``python -m benches hnsw [--quick] [--repeats R] [--query-rounds Q] [--no-minilm]
+[--hnswlib-path DIR --hnswlib-build TEXT]``
+
+hnswlib's speed depends on how it was compiled: its ``setup.py`` adds ``-march=native`` unless
+``HNSWLIB_NO_NATIVE=1`` is set (then its distance functions use SSE only), while slea picks its
+dot-product kernel (AVX2+FMA where the CPU has it) at run time. ``--hnswlib-path DIR`` imports
+hnswlib from ``DIR`` (a ``pip install --target DIR`` of a wheel built one way or the other) in
+this process and in the build subprocesses; ``--hnswlib-build`` names the build in the output
+(e.g. ``native`` or ``HNSWLIB_NO_NATIVE=1``). Run the bench once per build to compare with both.
 
 Datasets: 20k x 384 clustered synthetic unit vectors (200 Gaussian clusters) and MiniLM
 embeddings of TextWorld text (``benches/hnsw_text.py``, cached). Both libraries use M=16,
@@ -13,7 +21,8 @@ Measured per library:
   so ties do not count against either library);
 - single-thread QPS from native code (one batch call that loops over the queries: slea's
   ``search(Q, num_threads=1)``, hnswlib's ``knn_query(Q, num_threads=1)``) and through the Python
-  API one query per call; the two libraries alternate and the best of ``R`` rounds is kept.
+  API one query per call; the two libraries alternate and the best of ``Q`` rounds is kept
+  (``--query-rounds``, default ``R``).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,12 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from benches.common import OUT_DIR, machine, table, write_json
+from benches.common import OUT_DIR, load_average, machine, table, write_json
 
 K = 10
 M = 16
 EF_CONSTRUCTION = 200
 EFS = (16, 40, 80)
+HNSWLIB_PATH = ""
+"""Where hnswlib is imported from (``--hnswlib-path``); empty: the environment's own."""
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -160,7 +172,12 @@ def worker(lib: str, data: Path) -> dict[str, float]:
 
 def build_in_subprocess(lib: str, data: Path) -> dict[str, float]:
     cmd = [sys.executable, "-m", "benches.hnsw", "--worker", lib, "--data", str(data)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    env = dict(os.environ)
+    if HNSWLIB_PATH:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (HNSWLIB_PATH, env.get("PYTHONPATH", "")) if p
+        )
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -175,7 +192,7 @@ def timed(fn: Any) -> tuple[float, float]:
 
 
 def run_dataset(
-    name: str, base: np.ndarray, queries: np.ndarray, repeats: int
+    name: str, base: np.ndarray, queries: np.ndarray, repeats: int, query_rounds: int
 ) -> list[dict[str, Any]]:
     n, dim = base.shape
     print(f"\n[{name}] {n} x {dim}, {len(queries)} queries", flush=True)
@@ -195,7 +212,7 @@ def run_dataset(
     for ef in EFS:
         best: dict[tuple[str, str], float] = {}
         rec: dict[str, float] = {}
-        for r in range(repeats):
+        for r in range(query_rounds):
             order = ("slea", "hnswlib") if r % 2 == 0 else ("hnswlib", "slea")
             for lib_name in order:
                 lib = libs[lib_name]
@@ -244,28 +261,48 @@ def run_dataset(
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benches hnsw", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2k vectors, 200 queries, 1 repeat")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="builds per library")
+    parser.add_argument(
+        "--query-rounds", type=int, default=0, help="query rounds per library and ef (0: --repeats)"
+    )
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--no-minilm", action="store_true")
+    parser.add_argument(
+        "--hnswlib-path", default="", metavar="DIR", help="import hnswlib from DIR (first)"
+    )
+    parser.add_argument(
+        "--hnswlib-build",
+        default="unnamed",
+        metavar="TEXT",
+        help="how that hnswlib was built, for the output (e.g. native, HNSWLIB_NO_NATIVE=1)",
+    )
     parser.add_argument("--worker", choices=("slea", "hnswlib"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.data)))
         return 0
+    global HNSWLIB_PATH
+    if args.hnswlib_path:
+        HNSWLIB_PATH = str(Path(args.hnswlib_path).resolve())
+        sys.path.insert(0, HNSWLIB_PATH)
     try:
-        import hnswlib  # noqa: F401
+        import hnswlib
     except ImportError:
         print("hnswlib is not installed (pip install hnswlib): nothing to compare against")
         return 1
     import slea
 
+    hnswlib_file = str(hnswlib.__file__)
+    load_start = load_average()
+    print(f"hnswlib from {hnswlib_file} (build: {args.hnswlib_build}); load average {load_start}")
     n, queries, repeats = (2000, 200, 1) if args.quick else (20_000, args.queries, args.repeats)
-    rows = run_dataset("clustered", *clustered(n, 384, 200, queries), repeats)
+    query_rounds = 1 if args.quick else (args.query_rounds or repeats)
+    rows = run_dataset("clustered", *clustered(n, 384, 200, queries), repeats, query_rounds)
     if not args.no_minilm and not args.quick:
         real = minilm(queries)
         if real is not None:
-            rows += run_dataset("minilm", *real, repeats)
+            rows += run_dataset("minilm", *real, repeats, query_rounds)
     columns = [
         "dataset",
         "ef",
@@ -300,18 +337,29 @@ def main(argv: list[str]) -> int:
         )
     )
     kernel = slea.HnswIndex(4).stats()["kernel"]
+    name = "hnsw_quick" if args.quick else "hnsw"
+    if args.hnswlib_build != "unnamed":
+        name += "_" + re.sub(r"[^A-Za-z0-9]+", "_", args.hnswlib_build).strip("_")
     path = write_json(
-        "hnsw_quick" if args.quick else "hnsw",
+        name,
         {
+            "command": "python -m benches hnsw " + " ".join(argv),
             "rows": rows,
+            "hnswlib_file": hnswlib_file,
+            "hnswlib_build": args.hnswlib_build,
+            "load_average_at_start": load_start,
             "repeats": repeats,
+            "query_rounds": query_rounds,
             "kernel": kernel,
             "m": M,
             "ef_construction": EF_CONSTRUCTION,
             "k": K,
         },
     )
-    print(f"\nmachine: {machine()}; slea kernel: {kernel}; results: {path}")
+    print(
+        f"\nmachine: {machine()}; slea kernel: {kernel}; hnswlib build: {args.hnswlib_build}; "
+        f"load average at the end {load_average()}; results: {path}"
+    )
     return 0
 
 

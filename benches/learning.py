@@ -9,8 +9,12 @@ and treasure hunter level 3 (``th3``, where plain GRPO memorises its training ga
     python -m benches learning --sets cc3 --seeds 0 --env-steps 3000 --variants grpo slea
     python -m benches learning --report-only          # summarise the finished runs so far
 
-Finished runs (a ``summary.json`` in their run directory) are reused, so an interrupted bench
-picks up where it stopped; ``--fresh`` re-runs them.
+A finished run (``summary.json`` and ``metrics.jsonl`` in its run directory) is reused, so an
+interrupted bench picks up where it stopped, but only when its ``bench_key.json`` matches: the
+sha256 of the run's resolved config (``slea.TrainConfig`` of the demo config with the run's
+overrides, ``run.dir`` and ``run.overwrite`` left out) and the code version (git commit, plus a
+hash of uncommitted changes under ``python/``, ``rust/`` and ``examples/``). A run whose key is
+missing or differs is run again (``--report-only`` lists it as stale); ``--fresh`` re-runs all.
 
 Variants (config overrides of the demo config):
 
@@ -30,6 +34,7 @@ Runs are subprocesses (``slea train``), ``--jobs`` at a time, each with one torc
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -63,15 +68,76 @@ SETS: dict[str, list[str]] = {
 }
 
 
-def _run(
-    root: Path, game_set: str, variant: str, seed: int, args: argparse.Namespace
-) -> dict[str, Any]:
-    run_dir = root / game_set / variant / f"seed{seed}"
+KEY_FILE = "bench_key.json"
+"""Written into a run directory after the run finished: what it was run with (see
+:func:`run_key`)."""
+
+
+def code_version(root: Path = ROOT) -> str:
+    """The git commit of ``root``, with ``+dirty.<sha256[:12]>`` of ``git diff HEAD`` under
+    python/, rust/ and examples/ when those have uncommitted changes; ``unknown`` without git."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        diff = subprocess.run(
+            ["git", "-C", str(root), "diff", "HEAD", "--", "python", "rust", "examples"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    if diff:
+        commit += "+dirty." + hashlib.sha256(diff).hexdigest()[:12]
+    return commit
+
+
+def run_key(overrides: list[str], code: str) -> dict[str, str]:
+    """The key a finished run must match to be reused: ``{"config_sha256", "code"}``.
+
+    ``config_sha256`` hashes the resolved config (every key, defaults included) of the demo
+    config with ``overrides``, without ``run.dir`` and ``run.overwrite`` (where a run lives does
+    not change what it computes); ``code`` is :func:`code_version`.
+    """
+    from slea.train.config import TrainConfig
+
+    config = TrainConfig.from_yaml(BASE, overrides).to_dict()
+    config["run"].pop("dir", None)
+    config["run"].pop("overwrite", None)
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return {"config_sha256": hashlib.sha256(blob).hexdigest(), "code": code}
+
+
+def reuse_status(run_dir: Path, key: dict[str, str]) -> str:
+    """``"reuse"`` (finished, same key), ``"stale"`` (finished, key missing or different) or
+    ``"missing"`` (not finished)."""
     finished = (run_dir / "summary.json").exists() and (run_dir / "metrics.jsonl").exists()
-    if finished and not args.fresh:
-        return _result(run_dir, game_set, variant, seed, wall=None)
-    if args.report_only:
-        return {"set": game_set, "variant": variant, "seed": seed, "missing": True}
+    if not finished:
+        return "missing"
+    try:
+        stored = json.loads((run_dir / KEY_FILE).read_text())
+    except (OSError, ValueError):
+        return "stale"
+    return "reuse" if stored == key else "stale"
+
+
+def write_key(run_dir: Path, key: dict[str, str]) -> None:
+    """Store ``key`` in ``run_dir`` atomically (temp file, fsync, rename)."""
+    tmp = run_dir / (KEY_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(key, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, run_dir / KEY_FILE)
+
+
+def overrides_for(
+    game_set: str, variant: str, seed: int, run_dir: Path, args: argparse.Namespace
+) -> list[str]:
+    """The ``--set`` overrides of one run of the demo config."""
     overrides = [
         *SETS[game_set],
         *VARIANTS[variant],
@@ -89,6 +155,22 @@ def _run(
     ]
     if args.games_cache:
         overrides.append(f"env.games.cache_dir={args.games_cache}")
+    return overrides
+
+
+def _run(
+    root: Path, game_set: str, variant: str, seed: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    run_dir = root / game_set / variant / f"seed{seed}"
+    overrides = overrides_for(game_set, variant, seed, run_dir, args)
+    key = run_key(overrides, args.code_version)
+    status = reuse_status(run_dir, key)
+    if status == "reuse" and not args.fresh:
+        return _result(run_dir, game_set, variant, seed, wall=None)
+    if args.report_only:
+        return {"set": game_set, "variant": variant, "seed": seed, "missing": True, "why": status}
+    if status == "stale" and not args.fresh:
+        print(f"[{game_set}/{variant}/seed{seed}] finished with another config or code: re-running")
     cmd = [
         "nice",
         "-n",
@@ -109,6 +191,7 @@ def _run(
     if proc.returncode != 0:
         print(f"[{game_set}/{variant}/seed{seed}] failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return {"set": game_set, "variant": variant, "seed": seed, "failed": True, "wall_s": wall}
+    write_key(run_dir, key)
     return _result(run_dir, game_set, variant, seed, wall=wall)
 
 
@@ -238,9 +321,11 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--report-only",
         action="store_true",
-        help="start no run: summarise the finished runs under --root (missing ones are listed)",
+        help="start no run: summarise the finished runs under --root whose key matches "
+        "(missing and stale ones are listed)",
     )
     args = p.parse_args(argv)
+    args.code_version = code_version()
     root = Path(args.root)
     jobs = [(s, v, seed) for s in args.sets for seed in args.seeds for v in args.variants]
     t0 = time.time()
@@ -249,7 +334,8 @@ def main(argv: list[str]) -> int:
     missing = [r for r in results if r.get("missing")]
     results = [r for r in results if not r.get("missing")]
     for r in missing:
-        print(f"[{r['set']}/{r['variant']}/seed{r['seed']}] not run yet", flush=True)
+        why = "finished with another config or code" if r.get("why") == "stale" else "not run yet"
+        print(f"[{r['set']}/{r['variant']}/seed{r['seed']}] {why}", flush=True)
     rows = summarise(results)
     figures = [str(f) for f in (plot(results, s) for s in args.sets) if f]
     columns = [

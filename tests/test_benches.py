@@ -1,0 +1,149 @@
+"""The benches' own machinery: equal interleaved rounds, agreement checks, upstream loading."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+common = pytest.importorskip("benches.common")
+
+
+def test_interleaved_gives_every_side_the_same_rounds_and_alternates() -> None:
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name) or name) for name in ("a", "b", "c")}
+    out = common.interleaved(fns, 4)
+    assert calls == ["a", "b", "c", "c", "b", "a", "a", "b", "c", "c", "b", "a"]
+    assert {b.rounds for b in out.values()} == {4}
+    assert out["b"].result == "b"
+    assert all(0 <= b.cpu and 0 <= b.wall for b in out.values())
+
+
+def test_interleaved_min_time_repeats_fast_calls_and_takes_the_mean() -> None:
+    n = {"fast": 0}
+
+    def fast() -> None:
+        n["fast"] += 1
+
+    out = common.interleaved({"fast": fast}, 2, min_time=0.01)
+    assert n["fast"] > 2  # several calls per round
+    assert out["fast"].wall < 0.01
+    with pytest.raises(ValueError, match="rounds"):
+        common.interleaved({"fast": fast}, 0)
+
+
+def test_advantages_check_fails_beyond_the_tolerance() -> None:
+    advantages = pytest.importorskip("benches.advantages")
+    import slea
+
+    cols = advantages.make_columns(300)
+    ours = slea.compute_advantages(slea.StepBatch(**cols), "gigpo")
+    other = ours.advantage.astype(np.float64)
+    assert advantages.check("same", ours, other) == 0.0
+    other[7] += 10 * advantages.TOLERANCE
+    with pytest.raises(AssertionError, match="differs from slea"):
+        advantages.check("off", ours, other)
+
+
+def test_numpy_admission_decides_like_the_rule_model() -> None:
+    library = pytest.importorskip("benches.library")
+    import slea
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from reference.library_ref import RefLibrary
+
+    rng = random.Random(5)
+    emb = slea.HashingEmbedder(64)
+    args = ((6, 3), (4, 2), 0.6, 0.2, 500, 4, 8, 4)
+    ref, fair = RefLibrary(*args), library.NumpyAdmission(*args)
+    fair.index_vectors()
+    seen: set[str] = set()
+    evicted = 0
+    for it in range(1, 25):
+        batch = library.candidates(rng, 6, 12)
+        # a near duplicate of an earlier text now and then
+        batch[0] = slea.Candidate(batch[1].text + " again", "strategy", "example", 0.9)
+        vec = emb.embed([c.text for c in batch])
+        cands = [library._ref_cand(c, v) for c, v in zip(batch, vec, strict=True)]
+        decided = ref.admit(cands, it)
+        assert decided == fair.admit(cands, it)
+        assert sorted(ref.entries) == sorted(fair.rows["strategy"] + fair.rows["warning"])
+        seen.update(o for o, _, _ in decided)
+        evicted += sum(len(e) for _, _, e in decided)
+    assert {"admitted", "duplicate", "below_floor"} <= seen and evicted > 0
+
+
+def test_same_partition_ignores_the_ids() -> None:
+    clustering = pytest.importorskip("benches.clustering")
+    assert clustering.same_partition([5, 5, 9, 5], [0, 0, 1, 0])
+    assert not clustering.same_partition([5, 5, 9, 5], [0, 0, 1, 1])
+    a, b = object(), object()
+    assert clustering.as_ids([a, b, a]) == [0, 1, 0]
+    assert clustering.agreement([5, 5, 9, 5], [0, 0, 1, 0]) == 1.0
+    assert clustering.agreement([0, 0, 0, 0], [0, 0, 1, 1]) == 0.5  # a merges what b splits
+    assert clustering.agreement([0, 0, 1, 1], [0, 0, 0, 0]) == 0.5  # and the other way round
+
+
+def test_upstream_loader_uses_the_checkout_and_cleans_up(tmp_path: Path) -> None:
+    upstream = pytest.importorskip("benches.upstream")
+    with pytest.raises(upstream.UpstreamError, match=r"gigpo/core_gigpo\.py not found"):
+        upstream.core_gigpo(tmp_path)
+    (tmp_path / "gigpo").mkdir()
+    (tmp_path / "gigpo" / "core_gigpo.py").write_text(
+        "from verl import DataProto\n\ndef f(batch: DataProto) -> int:\n    return 41 + 1\n"
+    )
+    had_verl = "verl" in sys.modules
+    module = upstream.core_gigpo(tmp_path)
+    assert module.f(None) == 42
+    assert ("verl" in sys.modules) == had_verl
+    forge = tmp_path / "verl" / "trainer" / "ppo" / "forge"
+    forge.mkdir(parents=True)
+    (forge / "experience_library.py").write_text(
+        "class Experience: ...\nclass ExperienceLibrary: ...\n"
+    )
+    (forge / "step_experience.py").write_text(
+        "from verl.trainer.ppo.forge.experience_library import ExperienceLibrary, Experience\n"
+        "class ObservationIndex:\n    pass\n"
+    )
+    module = upstream.step_experience(tmp_path)
+    assert module.ObservationIndex.__name__ == "ObservationIndex"
+    assert not any(k == "verl" or k.startswith("verl.") for k in sys.modules if not had_verl)
+    (forge / "step_experience.py").write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(upstream.UpstreamError, match="failed to load"):
+        upstream.step_experience(tmp_path)
+
+
+def fake_game(rooms: list[str], moves: list[str]) -> dict:
+    """The parts of a TextWorld game file that benches.layouts reads."""
+    infos = [[f"r_{i}", {"type": "r", "name": name}] for i, name in enumerate(rooms)]
+    world = [{"name": "east_of"} for _ in rooms[1:]]
+    commands = [f"go {m}" for m in moves] + ["take coin"]
+    return {"infos": [["P", {"type": "P", "name": None}], *infos], "world": world,
+            "quests": [{"commands": commands}]}  # fmt: skip
+
+
+def test_layouts_counts_layouts_and_shared_names(tmp_path: Path) -> None:
+    import json
+
+    layouts = pytest.importorskip("benches.layouts")
+    games = {
+        "train-0000.json": fake_game(["kitchen", "hall", "attic"], ["west", "west"]),
+        "train-0001.json": fake_game(["cellar", "hall", "study"], ["north", "east"]),
+        "test-0000.json": fake_game(["kitchen", "study", "hall"], ["south", "west"]),
+        "params.json": {"kind": "coin"},
+    }
+    for name, game in games.items():
+        (tmp_path / name).write_text(json.dumps(game))
+    out = layouts.summarise(tmp_path)
+    assert out["games"] == {"train": 2, "test": 1}
+    assert out["layouts (rooms, connections, path)"] == {
+        "train": {"3 rooms, 2 links, straight": 1, "3 rooms, 2 links, turn": 1},
+        "test": {"3 rooms, 2 links, turn": 1},
+    }
+    assert out["test room names also in training games"] == 3
+    assert out["test games whose set of room names is a training game's"] == 0
+    with pytest.raises(SystemExit, match="no train"):
+        layouts.summarise(tmp_path / "missing")
