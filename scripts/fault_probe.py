@@ -118,12 +118,12 @@ def probe(tmp: Path) -> list[tuple[str, str]]:
         ("`slea library export L.snap L.snap`", f"{out}; snapshot unchanged: {sha(snap) == before}")
     )
     add(("Sokoban `width=10000, height=10000`", py("""
-        import time, gymnasium, slea
+        import sys, time, gymnasium, slea
         t = time.perf_counter()
         try:
             gymnasium.make("slea/Sokoban-v0", width=10000, height=10000).reset(seed=0)
         except Exception as e:
-            print(type(e).__name__, e, f"({time.perf_counter() - t:.3f} s)")
+            print(type(e).__name__, e, f"({time.perf_counter() - t:.3f} s)", file=sys.stderr)
             raise SystemExit(2)
     """)))  # fmt: skip
     add(("`--set update.lr=inf`", slea(*tiny(tmp / "inf", "update.lr=inf"))))
