@@ -122,9 +122,12 @@ class Engine(Protocol):
         *,
         greedy: bool = False,
         generator: Any = None,
+        temperature: float | None = None,
     ) -> list[ActionRecord]:
         """One token-exact record per prompt; choice mode needs each prompt's admissible
-        actions. ``generator`` is the engine's random source (a ``torch.Generator`` in process)."""
+        actions. ``generator`` is the engine's random source (a ``torch.Generator`` in process);
+        ``temperature`` replaces the engine's own sampling temperature for this call (evaluation
+        at ``eval.temperature``; the records' log-probs are then those of that temperature)."""
         ...
 
     def sync(self, learner: Learner, version: int) -> None:

@@ -209,6 +209,7 @@ def collect(
     retrieve: Retrieve | None = None,
     generator: Any = None,
     greedy: bool = False,
+    temperature: float | None = None,
     iteration: int = 0,
     first_episode_id: int = 0,
     seed: int | None = None,
@@ -231,10 +232,13 @@ def collect(
         retrieve: experiences per step from cluster ids and observations; None = no retrieval.
         generator: the engine's random source (a ``torch.Generator`` in process).
         greedy: take the most likely action instead of sampling.
+        temperature: sample at this temperature instead of the engine's own (None = its own).
         iteration: recorded in the episodes.
         first_episode_id: id of the first episode; the others follow.
         seed: reset seed of the vector env (env i gets ``seed + i``).
     """
+    # an engine written before act() took a temperature still works where none is asked for
+    sampling = {} if temperature is None else {"temperature": temperature}
     n_env = int(venv.num_envs)
     if not 0 < len(specs) <= n_env:
         raise ValueError(
@@ -267,6 +271,7 @@ def collect(
             [state.admissible[i] for i in active] if choice else None,
             greedy=greedy,
             generator=generator,
+            **sampling,
         )
         t = timer.add("generation", t)
         # an engine that could not act ends those episodes here (truncated, marked)

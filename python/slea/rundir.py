@@ -42,6 +42,14 @@ CONFIG = "config.yaml"
 LOCK = ".lock"
 MODEL_INIT = "model_init"
 METRICS = "metrics.jsonl"
+SUCCESS_KEYS = {
+    "valid_sampled": "validation games, sampled",
+    "valid_greedy": "validation games, greedy",
+    "test_sampled": "held-out games, sampled",
+    "test_greedy": "held-out games, greedy",
+    "train_sampled": "training games, sampled",
+}
+"""The success rows of an ``eval`` metrics record (and of ``summary.json``), with their labels."""
 SUMMARY = "summary.json"
 REPORT = "report"
 _NAME = re.compile(r"^iter_(\d+)$")
@@ -372,6 +380,7 @@ __all__ = [
     "METRICS",
     "MODEL_INIT",
     "REPORT",
+    "SUCCESS_KEYS",
     "SUMMARY",
     "CheckpointManager",
     "RunLock",

@@ -1,28 +1,63 @@
-"""``slea eval --run DIR [--split test]``: evaluate a run's latest checkpoint.
+"""``slea eval``: evaluate a run's latest checkpoint, or a config's initial policy.
 
-Plays every game of the split with the run's prompts (library included), sampled and greedy, and
-prints the success rates; the result is also written to ``DIR/eval/<split>_iter_<N>.json``.
+``slea eval --run DIR [--split test]`` plays every game of the split with the run's prompts
+(library included), sampled and greedy, prints the success rates and writes the result to
+``DIR/eval/<split>_iter_<N>.json``.
+
+``slea eval --config FILE [--set KEY=VALUE ...] [--split test] [--out result.json]`` evaluates the
+policy the config starts from (a pretrained model zero-shot, or the seeded tiny model) without a
+run directory: it plays in a temporary directory that is removed afterwards, and writes the result
+to ``--out`` (atomically) when given.
+
+The result holds ``success_sampled``, ``success_greedy``, ``episodes`` (sampled) and
+``episodes_greedy``, ``by_type`` where the env's tasks have types, and the full ``sampled`` and
+``greedy`` records.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SPLITS = ("test", "valid", "train")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``slea eval``."""
-    parser.add_argument("--run", required=True, metavar="DIR", help="run directory")
-    parser.add_argument("--split", default="test", choices=["test", "train"], help="which games")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", metavar="DIR", help="run directory: evaluate its latest checkpoint")
+    src.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML config: evaluate the policy it starts from, without a run directory",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --config: override a config key (repeatable)",
+    )
+    parser.add_argument("--split", default="test", choices=SPLITS, help="which tasks")
     parser.add_argument(
         "--episodes",
         type=_positive,
         default=None,
         metavar="N",
-        help="sampled episodes per game, >= 1 (default: the run's eval.episodes_per_task)",
+        help="sampled episodes per task, >= 1 (default: the config's eval.episodes_per_task)",
     )
     parser.add_argument(
-        "--max-tasks", type=_positive, default=None, metavar="N", help="at most N games (>= 1)"
+        "--max-tasks", type=_positive, default=None, metavar="N", help="at most N tasks (>= 1)"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        default=None,
+        help="write the result as JSON here (default with --run: DIR/eval/<split>_iter_<N>.json)",
     )
 
 
@@ -37,21 +72,74 @@ def _positive(text: str) -> int:
     return value
 
 
+def evaluate(
+    trainer: Any, split: str, episodes: int | None, max_tasks: int | None
+) -> dict[str, Any]:
+    """Sampled and greedy evaluation of ``trainer``'s policy on ``split``, as one result."""
+    n = episodes or trainer.config.eval.episodes_per_task
+    limit = max_tasks or 0
+    sampled = trainer.evaluate(split, episodes_per_task=n, max_tasks=limit)
+    greedy = trainer.evaluate(split, greedy=True, max_tasks=limit)
+    result: dict[str, Any] = {
+        "split": split,
+        "iteration": trainer.iteration,
+        "success_sampled": sampled["success"],
+        "success_greedy": greedy["success"],
+        "episodes": sampled["episodes"],
+        "episodes_greedy": greedy["episodes"],
+    }
+    if "by_type" in sampled:
+        result["by_type"] = {
+            kind: {
+                "success_sampled": row["success"],
+                "success_greedy": greedy.get("by_type", {}).get(kind, {}).get("success"),
+                "episodes": row["episodes"],
+            }
+            for kind, row in sampled["by_type"].items()
+        }
+    result["sampled"], result["greedy"] = sampled, greedy
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print sampled and greedy success."""
+    from slea.errors import ConfigError
     from slea.rundir import atomic_write_text
+    from slea.train.config import TrainConfig
     from slea.train.trainer import Trainer
 
-    with Trainer.load(args.run) as trainer:
-        n = args.episodes or trainer.config.eval.episodes_per_task
-        limit = args.max_tasks or 0
-        sampled = trainer.evaluate(args.split, episodes_per_task=n, max_tasks=limit)
-        greedy = trainer.evaluate(args.split, greedy=True, max_tasks=limit)
-        result = {"iteration": trainer.iteration, "sampled": sampled, "greedy": greedy}
-        out = trainer.run_dir / "eval" / f"{args.split}_iter_{trainer.iteration}.json"
-        atomic_write_text(out, json.dumps(result, indent=1))
-    print(f"checkpoint iteration {result['iteration']}, split {args.split}")
-    print(f"  sampled: success {sampled['success']:.2f} over {sampled['episodes']} episodes")
-    print(f"  greedy:  success {greedy['success']:.2f} over {greedy['episodes']} episodes")
-    print(f"written: {out}")
+    if args.set and not args.config:
+        raise ConfigError("--set goes with --config FILE (a run keeps its config)")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise ConfigError(f"--out: {str(out)!r} is a directory; give a file name")
+    if args.run:
+        with Trainer.load(args.run) as trainer:
+            result = evaluate(trainer, args.split, args.episodes, args.max_tasks)
+            where = f"checkpoint iteration {result['iteration']}"
+            out = out or trainer.run_dir / "eval" / f"{args.split}_iter_{trainer.iteration}.json"
+    else:
+        cfg = TrainConfig.from_yaml(args.config, args.set)
+        tmp = Path(tempfile.mkdtemp(prefix="slea-eval-"))
+        try:  # the initial policy plays in a throwaway run directory
+            cfg = cfg.replace(f"run.dir={tmp / 'run'}", "logging.progress=false")
+            with Trainer(cfg) as trainer:
+                result = evaluate(trainer, args.split, args.episodes, args.max_tasks)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        result["config"] = str(args.config)
+        result["overrides"] = list(args.set)
+        where = "initial policy of " + str(args.config)
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    print(f"{where}, split {args.split}")
+    print(f"  sampled: success {result['success_sampled']:.2f} over {result['episodes']} episodes")
+    print(
+        f"  greedy:  success {result['success_greedy']:.2f} over "
+        f"{result['episodes_greedy']} episodes"
+    )
+    for kind, row in result.get("by_type", {}).items():
+        print(f"  {kind}: sampled {row['success_sampled']:.2f} over {row['episodes']} episodes")
+    if out is not None:
+        print(f"written: {out}")
     return 0

@@ -44,13 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The untrained-vs-trained table printed at the end of ``slea train``."""
-    names = {
-        "test_sampled": "held-out games, sampled",
-        "test_greedy": "held-out games, greedy",
-        "train_sampled": "training games, sampled",
-    }
+    from slea.rundir import SUCCESS_KEYS
+
     lines = [f"{'success rate':26s} {'untrained':>22s} {'trained':>22s}"]
-    for key, label in names.items():
+    for key, label in SUCCESS_KEYS.items():
         row = summary.get("success", {}).get(key)
         if not row:
             continue

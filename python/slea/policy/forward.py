@@ -339,9 +339,10 @@ def update_candidate_scores(
 
     A ``DistributedDataParallel`` wrapper always gets the packed pass: DDP needs one forward
     call per backward, and every rank must make the same collective calls (each forward
-    broadcasts buffers), while the ranks' shards could make different choices.
+    broadcasts buffers), while the ranks' shards could make different choices. So does a model
+    with gradient checkpointing: a checkpointed layer keeps no KV cache for the second pass.
     """
-    if _unwrap(model) is not model:
+    if _unwrap(model) is not model or _checkpointed(model):
         return packed_candidate_scores(model, prompts, candidates, pad_id)
     config = getattr(model, "config", None)
     hidden = int(getattr(config, "hidden_size", 0) or 0)
@@ -350,6 +351,16 @@ def update_candidate_scores(
         if packed < cached:
             return packed_candidate_scores(model, prompts, candidates, pad_id)
     return candidate_scores(model, prompts, candidates, pad_id)
+
+
+def _checkpointed(model: Any) -> bool:
+    """Whether a layer of ``model`` recomputes its activations in the backward pass
+    (:func:`slea.policy.hf.enable_gradient_checkpointing`)."""
+    import torch
+
+    return torch.is_grad_enabled() and any(
+        getattr(m, "gradient_checkpointing", False) is True and m.training for m in model.modules()
+    )
 
 
 def _unwrap(model: Any) -> Any:

@@ -31,6 +31,7 @@ of an unchanged policy is exactly 1.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -111,6 +112,14 @@ def get_parser(parser: str | ActionParser) -> ActionParser:
 
 # --------------------------------------------------------------------------------------------
 # the policy
+
+
+def _temperature(value: float) -> float:
+    """A sampling temperature given per call: a finite number > 0."""
+    t = float(value)
+    if not (t > 0 and math.isfinite(t)):
+        raise ValueError(f"temperature: must be a finite number > 0, got {value!r}")
+    return t
 
 
 @dataclass(frozen=True)
@@ -261,13 +270,18 @@ class HFPolicy:
         *,
         greedy: bool = False,
         generator: torch.Generator | None = None,
+        temperature: float | None = None,
     ) -> list[ActionRecord]:
-        """One action per prompt (choice mode needs ``admissible``); no gradients."""
+        """One action per prompt (choice mode needs ``admissible``); no gradients.
+        ``temperature`` (> 0) replaces ``self.temperature`` for this call."""
+        t = self.temperature if temperature is None else _temperature(temperature)
         if self.mode == "choice":
             if admissible is None:
                 raise ValueError("choice mode needs the admissible actions of every prompt")
-            return self.choose(prompts, admissible, greedy=greedy, generator=generator)
-        return self.generate(prompts, greedy=greedy, generator=generator)
+            return self.choose(
+                prompts, admissible, greedy=greedy, generator=generator, temperature=t
+            )
+        return self.generate(prompts, greedy=greedy, generator=generator, temperature=t)
 
     def choose(
         self,
@@ -276,9 +290,12 @@ class HFPolicy:
         *,
         greedy: bool = False,
         generator: torch.Generator | None = None,
+        temperature: float | None = None,
     ) -> list[ActionRecord]:
         """Choice mode: sample (or argmax) one admissible action per prompt."""
         import torch
+
+        t = self.temperature if temperature is None else _temperature(temperature)
 
         if len(prompts) != len(admissible):
             raise ValueError("prompts and admissible differ in length")
@@ -291,9 +308,7 @@ class HFPolicy:
                 scores = candidate_scores(self.model, ps, cands, self.pad_id)
                 offset = 0
                 for p, row, cs in zip(ps, acts, cands, strict=True):
-                    logp = torch.log_softmax(
-                        scores[offset : offset + len(cs)] / self.temperature, 0
-                    )
+                    logp = torch.log_softmax(scores[offset : offset + len(cs)] / t, 0)
                     offset += len(cs)
                     if greedy:
                         k = int(logp.argmax())
@@ -317,13 +332,14 @@ class HFPolicy:
         *,
         greedy: bool = False,
         generator: torch.Generator | None = None,
+        temperature: float | None = None,
     ) -> list[ActionRecord]:
         """Generate mode: sample a response per prompt and parse it into an action."""
         sampled = sample_tokens(
             self.model,
             prompts,
             max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
+            temperature=self.temperature if temperature is None else _temperature(temperature),
             top_p=self.top_p,
             stop_ids=self.stop_ids,
             pad_id=self.pad_id,
@@ -450,6 +466,33 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
     return AutoTokenizer.from_pretrained(p, local_files_only=True)
 
 
+def enable_gradient_checkpointing(model: Any) -> int:
+    """Recompute each decoder layer's activations in the backward pass instead of keeping them
+    (less memory for the update, about one more forward of compute); returns how many layers.
+
+    The policy's model stays in eval mode (no dropout: log-probs are exact and equal between
+    rollout and update); only the decoder layers' own ``training`` flag is set, which is what
+    transformers' checkpoint wrapper reads, and the wrapper only checkpoints when gradients are
+    on, so scoring and generation (under ``no_grad``) run as before, KV cache included.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ConfigError(
+            f"model.gradient_checkpointing: {type(base).__name__} does not support it; set it false"
+        )
+    kwargs = {"use_reentrant": False}  # reentrant checkpoints drop LoRA gradients (frozen inputs)
+    if hasattr(base, "activation_checkpointing_enable"):
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers before the rename
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    layers = [m for m in base.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.training = True  # this module's flag only: its children stay in eval mode
+    return len(layers)
+
+
 def apply_lora(model: Any, spec: LoraSpec) -> Any:
     """Wrap ``model`` with LoRA adapters (needs peft; the base weights are frozen)."""
     from slea.errors import require
@@ -477,6 +520,7 @@ __all__ = [
     "LoraSpec",
     "apply_lora",
     "candidate_scores",
+    "enable_gradient_checkpointing",
     "get_parser",
     "load_tokenizer",
     "packed_candidate_scores",

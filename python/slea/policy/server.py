@@ -270,10 +270,11 @@ class ServerEngine:
         *,
         greedy: bool = False,
         generator: Any = None,
+        temperature: float | None = None,
     ) -> list[ActionRecord]:
         """One record per prompt: a server-sampled response parsed into an action (``admissible``
         is ignored: generate mode). Seeds are drawn from ``generator``; ``greedy`` sends
-        temperature 0. A prompt the servers could not answer through the retries gets a record
+        temperature 0, ``temperature`` replaces the learner's for this call. A prompt the servers could not answer through the retries gets a record
         with ``error`` set; any other failure raises :class:`~slea.errors.EngineError`."""
         if not prompts:
             return []
@@ -286,7 +287,7 @@ class ServerEngine:
             )
             return [self._failed(p, why) for p in prompts]
         futures = [
-            self._pool.submit(self._complete, [int(t) for t in p], seed, greedy, urls)
+            self._pool.submit(self._complete, [int(t) for t in p], seed, greedy, urls, temperature)
             for p, seed in zip(prompts, seeds, strict=True)
         ]
         wait(futures)
@@ -353,7 +354,12 @@ class ServerEngine:
         raise _Unavailable(f"no answer after {self.retries + 1} tries; last: {last}")
 
     def _complete(
-        self, prompt: list[int], seed: int | None, greedy: bool, urls: list[str]
+        self,
+        prompt: list[int],
+        seed: int | None,
+        greedy: bool,
+        urls: list[str],
+        temperature: float | None = None,
     ) -> _Reply:
         """One completion request for ``prompt`` (reloading a lost adapter once)."""
         L = self.learner
@@ -365,7 +371,7 @@ class ServerEngine:
                 "model": name,
                 "prompt": prompt,
                 "max_tokens": L.max_new_tokens,
-                "temperature": 0.0 if greedy else L.temperature,
+                "temperature": 0.0 if greedy else (temperature or L.temperature),
                 "top_p": 1.0 if greedy else L.top_p,
                 "stop_token_ids": list(L.stop_ids),
                 "logprobs": 0,

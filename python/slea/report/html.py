@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from slea.errors import SleaError
-from slea.rundir import METRICS, CheckpointManager, atomic_write_text, read_metrics
+from slea.rundir import (
+    METRICS,
+    SUCCESS_KEYS,
+    CheckpointManager,
+    atomic_write_text,
+    read_metrics,
+)
 
 TIMING_PARTS = (
     "generation",
@@ -162,12 +168,7 @@ def _top_experiences(run_dir: Path, limit: int = 15) -> list[dict[str, Any]]:
 
 def _summary_table(summary: dict[str, Any]) -> str:
     rows = []
-    names = {
-        "test_sampled": "held-out, sampled",
-        "test_greedy": "held-out, greedy",
-        "train_sampled": "training games, sampled",
-    }
-    for key, label in names.items():
+    for key, label in SUCCESS_KEYS.items():
         row = (summary.get("success") or {}).get(key)
         if not row:
             continue
@@ -220,6 +221,8 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
                 ("train rollouts (5-iter mean)", tx, _smooth(ty), "-"),
                 ("held-out, sampled", *_series(evals, "test_sampled/success"), "o-"),
                 ("held-out, greedy", *_series(evals, "test_greedy/success"), "s--"),
+                ("validation, sampled", *_series(evals, "valid_sampled/success"), "v-."),
+                ("validation, greedy", *_series(evals, "valid_greedy/success"), "d-."),
                 ("training games, sampled", *_series(evals, "train_sampled/success"), "^:"),
             ],
             ylim=(-0.02, 1.02),

@@ -99,6 +99,9 @@ class ModelConfig:
     """LoRA alpha."""
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Linear layers that get LoRA adapters."""
+    gradient_checkpointing: bool = False
+    """Recompute decoder-layer activations in the update's backward pass instead of keeping them
+    (less memory, about a third more update time); rollouts are unaffected."""
 
     def __post_init__(self) -> None:
         _check(
@@ -385,11 +388,29 @@ class EvalConfig:
     """Also evaluate (sampled) on this many training games at the end (0 = skip)."""
     evolve: bool = False
     """Let the library evolve during evaluation episodes (test-time evolution)."""
+    splits: tuple[str, ...] = ("test",)
+    """Held-out splits played at every evaluation (valid and/or test); metrics keys are
+    ``<split>_sampled`` and ``<split>_greedy``. Choose recipes on valid; play test once at the
+    end of a chosen recipe."""
+    temperature: float = 0.0
+    """Sampling temperature of the sampled evaluation episodes (0 = ``policy.temperature``);
+    greedy episodes take the most likely action either way."""
 
     def __post_init__(self) -> None:
         _check(self.every >= 0, "eval.every", "must be >= 0")
         _check(self.episodes_per_task >= 1, "eval.episodes_per_task", "must be >= 1")
         _check(self.max_tasks >= 0 and self.train_tasks >= 0, "eval.max_tasks", "must be >= 0")
+        _check(
+            all(s in ("valid", "test") for s in self.splits)
+            and len(set(self.splits)) == len(self.splits),
+            "eval.splits",
+            f"must be distinct names out of valid and test, got {list(self.splits)}",
+        )
+        _check(
+            self.temperature >= 0,
+            "eval.temperature",
+            f"must be >= 0 (0 = policy.temperature), got {self.temperature}",
+        )
 
 
 @dataclass(frozen=True)

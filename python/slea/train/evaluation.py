@@ -43,6 +43,7 @@ class Play(Protocol):
         generator: torch.Generator,
         seed: int,
         greedy: bool = False,
+        temperature: float | None = None,
     ) -> Rollout: ...
 
 
@@ -113,8 +114,10 @@ class Evaluator:
 
         The library is used when retrieval is active at ``iteration`` and ``retrieval.in_eval``;
         ``evolve(library_copy, rollout)`` runs after each wave when given (test-time evolution).
+        Sampled episodes play at ``eval.temperature`` when it is set.
         """
         cfg = self.config
+        temperature = None if greedy or not cfg.eval.temperature else cfg.eval.temperature
         tasks = self.tasks.tasks(split)
         if max_tasks:
             tasks = tasks[:max_tasks]
@@ -147,6 +150,7 @@ class Evaluator:
                     library=library_copy if use_library else None,
                     generator=gen,
                     greedy=greedy,
+                    temperature=temperature,
                     seed=setup.mix(cfg.train.seed, lo, split) & 0x7FFFFFFF,
                 )
                 episodes.extend(rollout.episodes)
@@ -163,6 +167,7 @@ class Evaluator:
             "return": float(np.mean([e.total_reward for e in episodes])),
             "episode_length": float(np.mean([len(e) for e in episodes])),
             "retrieval_fraction": retrieved / max(rows, 1),
+            "temperature": None if greedy else (temperature or cfg.policy.temperature),
             "library": used,
         }
         types = [task.type for task in tasks for _ in range(episodes_per_task)]

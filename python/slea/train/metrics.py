@@ -16,7 +16,7 @@ import numpy as np
 from slea.algo.advantages import Advantages
 from slea.experience.library import ExperienceLibrary
 from slea.rollout import Rollout
-from slea.rundir import METRICS, REPORT, read_metrics
+from slea.rundir import METRICS, REPORT, SUCCESS_KEYS, read_metrics
 
 TIMING_KEYS = (
     "rollout",
@@ -129,7 +129,7 @@ def summary(run_dir: Path, *, iterations: int, env_steps: int, elapsed_s: float)
     first = evals[0] if evals else {}
     last = evals[-1] if evals else {}
     rows = {}
-    for key in ("test_sampled", "test_greedy", "train_sampled"):
+    for key in SUCCESS_KEYS:
         if key in first or key in last:
             rows[key] = {"untrained": first.get(key), "trained": last.get(key)}
     return {

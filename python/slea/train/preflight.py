@@ -212,8 +212,9 @@ def update_memory(cfg: TrainConfig, shape: Mapping[str, Any]) -> dict[str, float
     """A rough estimate (bytes) of the GPU memory the update needs on one device (one DDP
     replica): weights, gradients and AdamW's two states of the trainable parameters (LoRA
     adapters are kept in float32), the frozen reference model when the KL is on without LoRA,
-    and the activations of one micro-batch of the longest sequences (no gradient
-    checkpointing; the logits of every position plus float32 log-softmax of the responses)."""
+    and the activations of one micro-batch of the longest sequences: every layer's (or, with
+    ``model.gradient_checkpointing``, every layer's input plus one layer's recomputed
+    activations), plus the logits of every position and float32 log-softmax of the responses."""
     m = cfg.model
     b = BYTES[m.dtype]
     n = count_parameters(shape, lora_r=m.lora_r, lora_targets=m.lora_targets)
@@ -234,7 +235,11 @@ def update_memory(cfg: TrainConfig, shape: Mapping[str, Any]) -> dict[str, float
         if updating and cfg.update.kl_beta > 0 and not m.lora_r
         else 0.0,
         "activations": float(
-            tokens * layers * (8 * h + 3 * i) * b + tokens * v * b + response_rows * v * 8
+            tokens
+            * (layers * h + 8 * h + 3 * i if m.gradient_checkpointing else layers * (8 * h + 3 * i))
+            * b
+            + tokens * v * b
+            + response_rows * v * 8
         )
         if updating
         else 0.0,
@@ -272,6 +277,7 @@ def dry_run(cfg: TrainConfig) -> dict[str, Any]:
         "model": str(model_dir) if model_dir else "tiny (built from model.tiny)",
         "parameters": params,
         "dtype": cfg.model.dtype,
+        "gradient_checkpointing": cfg.model.gradient_checkpointing,
         "memory": update_memory(cfg, shape),
         "library": {
             "strategy_capacity": cfg.library.strategy_capacity,
@@ -309,7 +315,9 @@ def format_plan(plan: Mapping[str, Any]) -> str:
         f"{count(p['trainable'])} trainable, {plan['dtype']}",
         f"library    capacity per level: strategies {plan['library']['strategy_capacity']}, "
         f"warnings {plan['library']['warning_capacity']}",
-        "memory     update on one GPU (an estimate): "
+        "memory     update on one GPU (an estimate"
+        + (", gradient checkpointing" if plan.get("gradient_checkpointing") else "")
+        + "): "
         + " + ".join(f"{k} {gb(v)}" for k, v in mem.items() if k != "total" and v)
         + f" = {gb(mem['total'])}",
         f"run dir    {plan['run_dir']}"

@@ -29,7 +29,7 @@ from slea.experience.evolve import Distiller
 from slea.experience.evolve import make_distiller as make_evolution_distiller
 from slea.experience.library import ExperienceLibrary
 from slea.experience.prompt import DEFAULT_RULES, GENERATE_SUFFIX
-from slea.policy.hf import HFPolicy, LoraSpec
+from slea.policy.hf import HFPolicy, LoraSpec, enable_gradient_checkpointing
 from slea.rollout import PromptSettings
 from slea.rundir import (
     CONFIG,
@@ -232,6 +232,8 @@ def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> HFPoli
         policy = HFPolicy.from_pretrained(init, lora=lora, **load, **kwargs)
         if checkpoint is not None:
             load_adapter(policy.model, checkpoint / "model")
+    if cfg.model.gradient_checkpointing:
+        enable_gradient_checkpointing(policy.model)
     if cfg.update.kl_beta > 0 and cfg.train.update_policy and lora is None:
         if checkpoint is None:
             policy.set_reference(copy.deepcopy(policy.model))

@@ -323,6 +323,7 @@ class Trainer:
         generator: torch.Generator,
         seed: int,
         greedy: bool = False,
+        temperature: float | None = None,
     ) -> Rollout:
         """:func:`slea.rollout.collect` with this run's engine, prompts and keys."""
         canon = self.canon
@@ -338,6 +339,7 @@ class Trainer:
             retrieve=None if library is None else library.retrieve_batch,
             generator=generator,
             greedy=greedy,
+            temperature=temperature,
             iteration=self.iteration,
             first_episode_id=self.next_episode_id,
             seed=seed,
@@ -384,8 +386,8 @@ class Trainer:
         )
 
     def evaluate_all(self, *, final: bool) -> dict[str, Any]:
-        """The ``eval`` record: held-out sampled (and greedy) success, plus training-task success
-        before training and at the end."""
+        """The ``eval`` record: sampled (and greedy) success on each split of ``eval.splits``,
+        plus training-task success before training and at the end."""
         ev = self.config.eval
         out: dict[str, Any] = {
             "kind": "eval",
@@ -393,12 +395,14 @@ class Trainer:
             "env_steps": self.env_steps,
         }
         t0 = time.perf_counter()
-        if self.tasks.tasks("test"):
-            out["test_sampled"] = self.evaluate(
-                "test", episodes_per_task=ev.episodes_per_task, max_tasks=ev.max_tasks
+        for split in ev.splits:  # held-out splits: valid to choose recipes, test to report
+            if not self.tasks.tasks(split):
+                continue
+            out[f"{split}_sampled"] = self.evaluate(
+                split, episodes_per_task=ev.episodes_per_task, max_tasks=ev.max_tasks
             )
             if ev.greedy:
-                out["test_greedy"] = self.evaluate("test", greedy=True, max_tasks=ev.max_tasks)
+                out[f"{split}_greedy"] = self.evaluate(split, greedy=True, max_tasks=ev.max_tasks)
         if (final or self.iteration == 0) and ev.train_tasks:
             out["train_sampled"] = self.evaluate(
                 "train", episodes_per_task=ev.episodes_per_task, max_tasks=ev.train_tasks

@@ -1,0 +1,135 @@
+"""``slea eval --config`` (the initial policy, no run directory), validation splits during
+training (``eval.splits``) and the evaluation temperature (``eval.temperature``)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
+
+from conftest_envs import games_cache
+
+from slea.cli import main
+from slea.errors import ConfigError
+from slea.rundir import read_metrics
+from slea.train.config import TrainConfig
+from slea.train.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "examples" / "configs" / "textworld_tiny_test.yaml"
+SETS = [f"env.games.cache_dir={games_cache()}", "env.games.valid=2"]
+
+
+def _sets(*extra: str) -> list[str]:
+    out: list[str] = []
+    for item in [*SETS, *extra]:
+        out += ["--set", item]
+    return out
+
+
+def test_eval_config_scores_the_initial_policy_without_a_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    args = ["eval", "--config", str(TINY), *_sets(), "--split", "valid", "--episodes", "3"]
+    assert main([*args, "--out", "result.json"]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["split"] == "valid" and result["iteration"] == 0
+    assert result["episodes"] == 6 and result["episodes_greedy"] == 2  # 2 valid games
+    assert 0.0 <= result["success_sampled"] <= 1.0 and 0.0 <= result["success_greedy"] <= 1.0
+    assert result["sampled"]["split"] == "valid" and result["overrides"] == SETS
+    assert "initial policy of" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()  # the config's run.dir is never written
+    assert not list(scratch.glob("slea-*"))  # the throwaway run directory is gone
+    # the same numbers as the initial policy evaluated in process
+    cfg = TrainConfig.from_yaml(TINY, [*SETS, f"run.dir={tmp_path / 'ref'}"])
+    with Trainer(cfg) as trainer:
+        sampled = trainer.evaluate("valid", episodes_per_task=3)
+        greedy = trainer.evaluate("valid", greedy=True)
+    assert result["success_sampled"] == sampled["success"]
+    assert result["success_greedy"] == greedy["success"]
+
+
+def test_eval_bad_arguments_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = [
+        (["eval", "--run", str(tmp_path), "--set", "train.seed=1"], "--set goes with --config"),
+        (["eval", "--config", str(TINY), "--out", str(tmp_path)], "is a directory"),
+        (["eval", "--config", str(tmp_path / "missing.yaml")], "missing.yaml"),
+        (["eval", "--config", str(TINY), "--set", "eval.splits=[train]"], "eval.splits"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--config", str(TINY), "--split", "bogus"])
+    assert exc.value.code == 2
+
+
+def test_config_checks_splits_and_temperature() -> None:
+    for bad, key in [
+        ("eval.splits=[valid, valid]", "eval.splits"),
+        ("eval.splits=[train]", "eval.splits"),
+        ("eval.temperature=-1", "eval.temperature"),
+        ("eval.temperature=.inf", "eval.temperature"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            TrainConfig.from_yaml(TINY, [bad])
+    assert TrainConfig.from_yaml(TINY, ["eval.splits=valid"]).eval.splits == ("valid",)
+
+
+def test_training_evaluates_valid_and_test_at_the_eval_temperature(tmp_path: Path) -> None:
+    cfg = TrainConfig.from_yaml(
+        TINY,
+        [
+            *SETS,
+            f"run.dir={tmp_path / 'run'}",
+            "train.iterations=1",
+            "eval.splits=[valid, test]",
+            "eval.temperature=0.4",
+            "eval.train_tasks=0",
+        ],
+    )
+    with Trainer(cfg) as trainer:
+        summary = trainer.fit()
+    evals = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "eval"]
+    assert [r["iteration"] for r in evals] == [0, 1]
+    for record in evals:
+        assert record["valid_sampled"]["episodes"] == 2 and record["test_sampled"]["episodes"] == 1
+        assert record["valid_sampled"]["temperature"] == 0.4
+        assert record["valid_greedy"]["temperature"] is None
+    assert set(summary["success"]) == {
+        "valid_sampled",
+        "valid_greedy",
+        "test_sampled",
+        "test_greedy",
+    }
+
+
+def test_eval_temperature_changes_the_sampling(tmp_path: Path) -> None:
+    """A near-zero evaluation temperature samples the greedy choice; T=1 does not always."""
+    base = [*SETS, "eval.episodes_per_task=8", "eval.greedy=false"]
+    results = {}
+    for t in ("0.001", "0"):
+        cfg = TrainConfig.from_yaml(
+            TINY, [*base, f"eval.temperature={t}", f"run.dir={tmp_path / t}"]
+        )
+        with Trainer(cfg) as trainer:
+            sampled = trainer.evaluate("valid", episodes_per_task=8)
+            greedy = trainer.evaluate("valid", greedy=True)
+        results[t] = (sampled, greedy)
+    cold, greedy = results["0.001"]
+    assert cold["success"] == greedy["success"]
+    assert cold["episode_length"] == greedy["episode_length"]
+    assert cold["temperature"] == 0.001 and results["0"][0]["temperature"] == 1.0
