@@ -43,6 +43,10 @@ BENCHES: dict[str, tuple[str, str]] = {
         "benches.layouts",
         "the demo's held-out coin-collector games vs its training games: layouts, room names",
     ),
+    "recipe": (
+        "benches.recipe",
+        "a training recipe over seeds: chosen on the valid split, the test split played once",
+    ),
     "greedy": (
         "benches.greedy",
         "greedy play of a trained run with every action's probability (diagnostics)",
