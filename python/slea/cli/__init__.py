@@ -1,4 +1,4 @@
-"""Command line: ``slea train | eval | report | library | envs | models | serve``.
+"""Command line: ``slea train | sft | eval | report | library | envs | models | serve``.
 
 The command line sits above every other part of the package: each subcommand is a module with
 two functions, ``add_arguments(parser)`` and ``run(args) -> int``, that may use training, reports,
@@ -17,6 +17,7 @@ from typing import NoReturn
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("slea.cli.train", "train a policy from a YAML config"),
+    "sft": ("slea.cli.sft", "supervised warm start on the envs' walkthroughs"),
     "eval": ("slea.cli.eval", "evaluate a run's latest checkpoint"),
     "report": ("slea.cli.report", "write the HTML report of a run"),
     "library": ("slea.experience.cli", "show, export, import or summarise an experience library"),

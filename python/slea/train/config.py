@@ -413,6 +413,42 @@ class EvalConfig:
         )
 
 
+SFT_SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class SftConfig:
+    """Supervised warm start on the envs' walkthroughs (``slea sft``, slea.train.sft)."""
+
+    epochs: int = 2
+    """Passes over the walkthrough decisions."""
+    lr: float = 1e-4
+    """AdamW learning rate (constant)."""
+    batch_size: int = 8
+    """Decisions (prompt, action) per optimizer step."""
+    max_tasks: int = 0
+    """Replay the walkthroughs of at most this many training tasks, the first ones (0 = all)."""
+    seed: int = 0
+    """Seed of the decision order and of the training tasks' augmentation."""
+    eval_split: str = "valid"
+    """Split evaluated before and after (sampled and greedy, as eval.*); skipped when empty."""
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "sft.epochs", f"must be >= 1, got {self.epochs}")
+        _check(
+            math.isfinite(self.lr) and self.lr > 0,
+            "sft.lr",
+            f"must be a finite number > 0, got {self.lr}",
+        )
+        _check(self.batch_size >= 1, "sft.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.max_tasks >= 0, "sft.max_tasks", "must be >= 0 (0 = all)")
+        _check(
+            self.eval_split in SFT_SPLITS,
+            "sft.eval_split",
+            f"must be one of {', '.join(SFT_SPLITS)}, got {self.eval_split!r}",
+        )
+
+
 @dataclass(frozen=True)
 class CheckpointConfig:
     """Checkpoints under <run>/checkpoints/iter_N."""
@@ -477,6 +513,8 @@ class TrainConfig:
     """Experience library: capacities, rate limits, novelty, retrieval k (slea.LibraryConfig)."""
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     """Library evolution: eta, top/bottom K, distiller (slea.experience.evolve)."""
+    sft: SftConfig = field(default_factory=SftConfig)
+    """Supervised warm start on walkthroughs (``slea sft``)."""
 
     def __post_init__(self) -> None:
         if self.engine.kind == "server":
@@ -740,6 +778,7 @@ __all__ = [
     "RetrievalConfig",
     "RolloutConfig",
     "RunConfig",
+    "SftConfig",
     "TrainConfig",
     "UpdateConfig",
     "valid_keys",

@@ -98,9 +98,12 @@ class MetricsLogger:
 
 
 class Progress:
-    """A rich progress bar over training iterations (no-op when ``enabled`` is False)."""
+    """A rich progress bar over training iterations, or any count of ``label`` units (no-op
+    when ``enabled`` is False)."""
 
-    def __init__(self, total: int, *, enabled: bool = True, start: int = 0) -> None:
+    def __init__(
+        self, total: int, *, enabled: bool = True, start: int = 0, label: str = "train"
+    ) -> None:
         self._bar: Any = None
         if not enabled:
             return
@@ -108,22 +111,26 @@ class Progress:
         from rich.progress import Progress as RichProgress
 
         self._bar = RichProgress(
-            TextColumn("[bold]train"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[info]}"),
             transient=False,
         )
-        self._task = self._bar.add_task("train", total=total, completed=start, info="")
+        self._task = self._bar.add_task(label, total=total, completed=start, info="")
         self._bar.start()
 
     def update(self, iteration: int, *, steps_per_s: float, success: float, library: int) -> None:
         """Advance to ``iteration`` and show env steps/s, success rate and library size."""
-        if self._bar is None:
-            return
-        info = f"{steps_per_s:6.1f} steps/s  success {success:4.2f}  library {library}"
-        self._bar.update(self._task, completed=iteration, info=info)
+        self.advance(
+            iteration, f"{steps_per_s:6.1f} steps/s  success {success:4.2f}  library {library}"
+        )
+
+    def advance(self, completed: int, info: str = "") -> None:
+        """Advance to ``completed`` units and show ``info`` after the bar."""
+        if self._bar is not None:
+            self._bar.update(self._task, completed=completed, info=info)
 
     def close(self) -> None:
         """Stop drawing."""

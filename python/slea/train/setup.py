@@ -89,6 +89,7 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
             "eval",
             "model_init",
             "adapters",
+            "sft_model",
         ):
             p = run_dir / name
             if p.is_dir():
