@@ -15,10 +15,11 @@ import pytest
 
 import slea
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
 
+import torch
 from conftest_envs import games_cache
 
 from slea.errors import ConfigError
@@ -219,7 +220,7 @@ def test_bad_sft_config_names_the_key(override, key):
 
 
 def test_sft_config_direct_construction_checks_lr():
-    with pytest.raises(ConfigError, match="sft.lr"):
+    with pytest.raises(ConfigError, match=r"sft\.lr"):
         SftConfig(lr=float("inf"))
 
 
