@@ -113,8 +113,10 @@ class WalkthroughEngine:
         *,
         greedy: bool = False,
         generator: Any = None,
+        temperature: float | None = None,
     ) -> list[ActionRecord]:
-        """The next action for the one prompt (a walkthrough is one episode)."""
+        """The next action for the one prompt (a walkthrough is one episode); ``greedy``,
+        ``generator`` and ``temperature`` do not matter (nothing is sampled)."""
         if len(prompts) != 1:
             raise ValueError(f"a WalkthroughEngine plays one episode, got {len(prompts)} prompts")
         prompt = tuple(prompts[0])
