@@ -43,6 +43,10 @@ BENCHES: dict[str, tuple[str, str]] = {
         "benches.layouts",
         "the demo's held-out coin-collector games vs its training games: layouts, room names",
     ),
+    "checkpointing": (
+        "benches.checkpointing",
+        "one PPO update with and without gradient checkpointing: added peak memory and time",
+    ),
     "distill_llm": (
         "benches.distill_llm",
         "the LLM distiller with a real model (SmolLM2): JSON validity, lessons, fallbacks",

@@ -52,9 +52,14 @@ def train(config: Path, run_dir: Path, seed: int, extra: list[str], valid: int) 
     ]
     stamp = run_dir / "recipe_overrides.json"
     if (run_dir / "summary.json").is_file() and stamp.is_file():
-        if json.loads(stamp.read_text()) == overrides:
+        saved = json.loads(stamp.read_text())
+        if isinstance(saved, list):  # the first runs stored the overrides alone
+            saved = {"overrides": saved, "wall_s": None}
+        if saved["overrides"] == overrides:
             print(f"[seed {seed}] finished earlier with the same overrides: reused")
-            return json.loads((run_dir / "summary.json").read_text())
+            summary = json.loads((run_dir / "summary.json").read_text())
+            summary["wall_s"] = saved["wall_s"]
+            return summary
     args = [sys.executable, "-m", "slea", "train", "--config", str(config), "--quiet"]
     for o in [*overrides, "run.overwrite=true"]:
         args += ["--set", o]
@@ -62,9 +67,9 @@ def train(config: Path, run_dir: Path, seed: int, extra: list[str], valid: int) 
     proc = subprocess.run(args, env=_env(), capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
-    stamp.write_text(json.dumps(overrides))
     summary = json.loads((run_dir / "summary.json").read_text())
     summary["wall_s"] = time.time() - t0
+    stamp.write_text(json.dumps({"overrides": overrides, "wall_s": summary["wall_s"]}))
     print(f"[seed {seed}] trained in {summary['wall_s']:.0f} s")
     return summary
 
