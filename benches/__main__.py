@@ -43,6 +43,10 @@ BENCHES: dict[str, tuple[str, str]] = {
         "benches.layouts",
         "the demo's held-out coin-collector games vs its training games: layouts, room names",
     ),
+    "zero_shot": (
+        "benches.zero_shot",
+        "zero-shot success of a configured (pretrained) policy vs uniform random, same games",
+    ),
     "greedy": (
         "benches.greedy",
         "greedy play of a trained run with every action's probability (diagnostics)",

@@ -57,6 +57,8 @@ class PromptSettings:
     """Token budget of the experiences."""
     max_prompt_tokens: int = 768
     """Longest prompt in tokens."""
+    history_format: str = "lines"
+    """Past turns in the user message (lines) or as chat turns (chat); see slea.experience.prompt."""
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,7 @@ def _prompt(
         history_chars=settings.history_chars,
         budget_tokens=settings.budget_tokens,
         max_prompt_tokens=settings.max_prompt_tokens,
+        history_format=settings.history_format,
     )
 
 

@@ -223,6 +223,7 @@ def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> HFPoli
         parser=cfg.policy.parser,
         end_of_action=cfg.policy.end_of_action or None,
         score_chunk=cfg.policy.score_chunk,
+        action_score=cfg.policy.action_score,
     )
     load: dict[str, Any] = dict(dtype=cfg.model.dtype, device=cfg.model.device)
     if checkpoint is not None and lora is None:
@@ -312,6 +313,7 @@ def prompt_settings(cfg: TrainConfig) -> PromptSettings:
         show_admissible=cfg.prompt.show_admissible or cfg.policy.mode == "generate",
         budget_tokens=cfg.retrieval.budget_tokens,
         max_prompt_tokens=cfg.prompt.max_prompt_tokens,
+        history_format=cfg.prompt.history_format,
     )
 
 
