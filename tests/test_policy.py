@@ -454,3 +454,11 @@ def test_sum_scored_choice_records_match_the_update(policy: HFPolicy) -> None:
     torch.testing.assert_close(again.detach(), torch.tensor([r.logprobs[0] for r in recs]))
     with pytest.raises(ConfigError, match=r"policy\.action_score"):
         HFPolicy(policy.model, policy.tokenizer, action_score="max")
+
+
+def test_first_line_parser_on_small_model_outputs() -> None:
+    # what a small chat model answers after a one-shot example (generate mode, first_line)
+    assert parse_first_line(" take coin") == "take coin"
+    assert parse_first_line("go north\n\nI went north because the task says so.") == "go north"
+    assert parse_first_line("\n\n") is None
+    assert parse_first_line("") is None

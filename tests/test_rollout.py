@@ -451,3 +451,37 @@ def test_chat_history_format_renders_past_turns_as_turns() -> None:
             max_prompt_tokens=1000,
             **{**kw, "history_format": "xml"},
         )
+
+
+def test_prompt_example_is_a_worked_exchange_after_the_system_message() -> None:
+    def encode(messages):
+        return " ".join(m["content"] for m in messages).split()
+
+    kw = dict(
+        rules="rules",
+        experiences=[],
+        task="t",
+        observation="room 2",
+        admissible=["go east"],
+        history_window=2,
+        history_chars=50,
+        budget_tokens=50,
+        example=("You are in a hall.\nActions: go east | look", "go east"),
+    )
+    history = [Turn("go west", "room 1"), Turn("go north", "room 2")]
+    for fmt in ("lines", "chat"):
+        p = build_prompt(
+            encode, _count, history=history, max_prompt_tokens=1000, history_format=fmt, **kw
+        )
+        assert [m["role"] for m in p.messages[:4]] == ["system", "user", "assistant", "user"]
+        assert p.messages[2]["content"] == "go east"
+        assert p.messages[-1]["content"].endswith("Actions: go east")
+        # the example is kept while history is dropped to fit
+        short = build_prompt(
+            encode, _count, history=history, max_prompt_tokens=20, history_format=fmt, **kw
+        )
+        assert short.messages[2]["content"] == "go east" and "go west" not in str(short.messages)
+    with pytest.raises(ValueError, match=r"prompt\.example"):
+        build_prompt(
+            encode, _count, history=history, max_prompt_tokens=1000, **{**kw, "example": ("x",)}
+        )

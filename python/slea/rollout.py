@@ -59,6 +59,8 @@ class PromptSettings:
     """Longest prompt in tokens."""
     history_format: str = "lines"
     """Past turns in the user message (lines) or as chat turns (chat); see slea.experience.prompt."""
+    example: tuple[str, ...] = ()
+    """A worked exchange (user, assistant, ...) placed after the system message."""
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,7 @@ def _prompt(
         budget_tokens=settings.budget_tokens,
         max_prompt_tokens=settings.max_prompt_tokens,
         history_format=settings.history_format,
+        example=settings.example,
     )
 
 

@@ -220,18 +220,29 @@ def build_prompt(
     budget_tokens: int,
     max_prompt_tokens: int,
     history_format: str = "lines",
+    example: Sequence[str] = (),
 ) -> Prompt:
     """System + user messages encoded with ``encode``, fitted into ``max_prompt_tokens``.
 
     The last ``history_window`` turns are shown (``history_format`` ``lines`` or ``chat``);
     while the prompt is too long the oldest turn is dropped, then the observation is cut from
     the start (its end carries the latest text); a prompt still too long keeps its last
-    ``max_prompt_tokens`` tokens.
+    ``max_prompt_tokens`` tokens. ``example`` (user, assistant, user, assistant, ...) texts are
+    a worked exchange placed right after the system message (a format demonstration for
+    models that do not answer with a bare action otherwise); it is never dropped.
     """
     if history_format not in HISTORY_FORMATS:
         raise ValueError(
             f"prompt.history_format: must be one of {HISTORY_FORMATS}, got {history_format!r}"
         )
+    if len(example) % 2:
+        raise ValueError(
+            "prompt.example: needs user and assistant texts in pairs, got an odd number"
+        )
+    demo = tuple(
+        {"role": "user" if k % 2 == 0 else "assistant", "content": str(text)}
+        for k, text in enumerate(example)
+    )
     system, ids = system_message(rules, experiences, count_tokens, budget_tokens)
     turns = list(history[-history_window:]) if history_window else []
     obs = observation
@@ -241,13 +252,18 @@ def build_prompt(
             before = history[-shown - 1].observation if 0 < shown < len(history) else ""
             messages: tuple[Mapping[str, str], ...] = (
                 {"role": "system", "content": system},
+                *demo,
                 *chat_messages(
                     task, turns, obs, admissible, history_chars=history_chars, before=before
                 ),
             )
         else:
             user = user_message(task, turns, obs, admissible, history_chars=history_chars)
-            messages = ({"role": "system", "content": system}, {"role": "user", "content": user})
+            messages = (
+                {"role": "system", "content": system},
+                *demo,
+                {"role": "user", "content": user},
+            )
         tokens = encode(messages)
         if len(tokens) <= max_prompt_tokens:
             return Prompt(tuple(tokens), messages, ids)

@@ -318,6 +318,10 @@ class PromptConfig:
     """Longest prompt; the oldest history is dropped first to fit."""
     history_format: str = "lines"
     """Past turns: lines (in the user message) or chat (as assistant/user turns; chat models)."""
+    example: tuple[str, ...] = ()
+    """A worked exchange shown after the system message: user and assistant texts in pairs
+    (e.g. an observation with its actions, then the bare action); teaches a small chat model the
+    answer format in generate mode. Empty = none."""
 
     def __post_init__(self) -> None:
         _check(self.history_window >= 0, "prompt.history_window", "must be >= 0")
@@ -327,6 +331,11 @@ class PromptConfig:
             self.history_format in ("lines", "chat"),
             "prompt.history_format",
             f"must be lines or chat, got {self.history_format!r}",
+        )
+        _check(
+            len(self.example) % 2 == 0 and all(isinstance(t, str) for t in self.example),
+            "prompt.example",
+            "must be user and assistant texts in pairs (an even number of strings)",
         )
 
 

@@ -314,6 +314,7 @@ def prompt_settings(cfg: TrainConfig) -> PromptSettings:
         budget_tokens=cfg.retrieval.budget_tokens,
         max_prompt_tokens=cfg.prompt.max_prompt_tokens,
         history_format=cfg.prompt.history_format,
+        example=tuple(cfg.prompt.example),
     )
 
 
