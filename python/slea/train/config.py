@@ -312,8 +312,10 @@ class PromptConfig:
     """Recent (action, observation) pairs shown in the user message."""
     history_chars: int = 120
     """Each past observation in the history is cut to this many characters."""
-    show_admissible: bool = False
-    """List the admissible actions in the user message (generate mode always lists them)."""
+    show_admissible: bool | None = None
+    """List the admissible actions in the user message; empty (null) = automatic: listed for a
+    pretrained model (model.path or model.preset), not for the tiny model. Generate mode always
+    lists them."""
     max_prompt_tokens: int = 768
     """Longest prompt; the oldest history is dropped first to fit."""
     history_format: str = "lines"
