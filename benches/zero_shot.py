@@ -45,6 +45,8 @@ class RandomEngine:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.version = 0
+        self.prompt_tokens: list[int] = []
+        """Length of every prompt it was given (the same prompts the policy sees)."""
 
     def encode_prompt(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
         return list(self.engine.encode_prompt(messages))
@@ -68,6 +70,7 @@ class RandomEngine:
             raise ValueError("the random baseline needs the admissible actions")
         out = []
         for p, row in zip(prompts, admissible, strict=True):
+            self.prompt_tokens.append(len(p))
             k = int(torch.randint(len(row), (1,), generator=generator))
             out.append(
                 ActionRecord(
@@ -140,7 +143,7 @@ def run(
                 print(_line(name, out[name]), flush=True)
             if random_baseline and trainer.policy.mode == "choice":
                 engine = trainer.engine
-                trainer.engine = RandomEngine(engine)
+                trainer.engine = rnd = RandomEngine(engine)
                 try:
                     t0 = time.perf_counter()
                     res = trainer.evaluate(
@@ -150,6 +153,13 @@ def run(
                     trainer.engine = engine
                 out["random"] = {**summary(res), "seconds": round(time.perf_counter() - t0, 1)}
                 print(_line("random", out["random"]), flush=True)
+                lengths = sorted(rnd.prompt_tokens)
+                out["prompt_tokens"] = {
+                    "mean": round(sum(lengths) / max(len(lengths), 1), 1),
+                    "p50": lengths[len(lengths) // 2] if lengths else 0,
+                    "max": lengths[-1] if lengths else 0,
+                }
+                print(f"prompt tokens (random arm): {out['prompt_tokens']}", flush=True)
         finally:
             trainer.close()
     return out
