@@ -25,8 +25,9 @@ Token-exact records: :class:`~slea.engine.ActionRecord` keeps the prompt ids, th
 log-probs from the very forward pass that sampled them; the update recomputes log-probs from those
 ids (:meth:`HFPolicy.unit_logprobs`) and never re-tokenises text.
 
-Prompts are rendered with the tokenizer's chat template when it has one; otherwise with
-:data:`DEFAULT_CHAT_FORMAT`. The model is always kept in eval mode (no dropout), so that the ratio
+Prompts are rendered with the tokenizer's chat template when it has one (with the assistant
+turn opened: ``add_generation_prompt=True``); otherwise with :data:`DEFAULT_CHAT_FORMAT`. The
+token contract (what carries the loss, history, long prompts, old log-probs) is docs/TOKENS.md. The model is always kept in eval mode (no dropout), so that the ratio
 of an unchanged policy is exactly 1.
 """
 
