@@ -55,6 +55,10 @@ BENCHES: dict[str, tuple[str, str]] = {
         "benches.recipe",
         "a training recipe over seeds: chosen on the valid split, the test split played once",
     ),
+    "zero_shot": (
+        "benches.zero_shot",
+        "zero-shot success of a configured (pretrained) policy vs uniform random, same games",
+    ),
     "greedy": (
         "benches.greedy",
         "greedy play of a trained run with every action's probability (diagnostics)",

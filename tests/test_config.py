@@ -149,3 +149,21 @@ def test_every_field_has_a_docstring(cls: type) -> None:
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in documented]
     assert not missing, f"{cls.__name__}: fields without a docstring: {missing}"
     assert cls.__doc__
+
+
+def test_actions_are_listed_for_pretrained_models_unless_set() -> None:
+    from slea.train.setup import lists_actions, prompt_settings
+
+    base = TrainConfig()
+    assert base.prompt.show_admissible is None
+    assert not lists_actions(base)  # the tiny model: its demo prompts stay as they were
+    pretrained = base.replace("model.path=/models/some-chat-model")
+    assert lists_actions(pretrained) and prompt_settings(pretrained).show_admissible
+    assert lists_actions(base.replace("model.preset=smollm2-135m-instruct"))
+    assert not lists_actions(pretrained.replace("prompt.show_admissible=false"))
+    assert lists_actions(base.replace("prompt.show_admissible=true"))
+    assert lists_actions(base.replace("policy.mode=generate", "prompt.show_admissible=false"))
+    with pytest.raises(ConfigError, match=r"prompt\.history_format"):
+        base.replace("prompt.history_format=xml")
+    with pytest.raises(ConfigError, match=r"policy\.action_score"):
+        base.replace("policy.action_score=max")

@@ -46,6 +46,8 @@ def test_training_free_and_test_time_evolution(tmp_path, monkeypatch) -> None:
         assert used["evolved"] and used["entries"] == size and used["version"] == version
         assert used["source"] == "copy of the training library after iteration 3"
         assert used["entries_after"] > size  # the copy did learn from the held-out episodes
+        assert result["steps"] >= result["episodes"] > 0
+        assert 0.0 <= result["invalid_fraction"] <= 1.0
         monkeypatch.setattr(trainer_module, "evolve_library", real)
     cfg = tiny_config(tmp_path / "clean", "train.iterations=2")
     with Trainer(cfg) as trainer:

@@ -404,3 +404,61 @@ def test_lora_trains_only_adapters_and_reference_is_the_base(policy: HFPolicy) -
             if "lora_B" in n:
                 prm.add_(0.5)
     assert not torch.allclose(p.reference_logprobs(recs), p.unit_logprobs(recs).detach(), atol=1e-4)
+
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def test_chat_template_prompt_ends_with_the_assistant_opener(policy: HFPolicy) -> None:
+    # the action is scored right after an opened assistant turn, never after the user's turn
+    tok = policy.tokenizer
+    msgs = [{"role": "system", "content": "rules"}, {"role": "user", "content": "obs"}]
+    tok.chat_template = CHATML
+    try:
+        ids = policy.encode_prompt(msgs)
+        closed = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False)
+    finally:
+        tok.chat_template = None
+    assert tok.decode(ids).endswith("<|im_end|>\n<|im_start|>assistant\n")
+    assert ids == tok.encode(closed + "<|im_start|>assistant\n", add_special_tokens=False)
+
+
+def test_action_score_sum_is_the_mean_times_the_length(policy: HFPolicy) -> None:
+    prompts = _prompts(policy)
+    cands = [[policy.action_ids(a) for a in row] for row in ACTIONS]
+    lengths = torch.tensor([len(c) for row in cands for c in row], dtype=torch.float32)
+    with torch.no_grad():
+        mean = candidate_scores(policy.model, prompts, cands, policy.pad_id)
+        total = candidate_scores(policy.model, prompts, cands, policy.pad_id, reduce="sum")
+        packed = packed_candidate_scores(policy.model, prompts, cands, policy.pad_id, reduce="sum")
+        upd = update_candidate_scores(policy.model, prompts, cands, policy.pad_id, reduce="sum")
+    torch.testing.assert_close(total, mean * lengths, atol=1e-5, rtol=0)
+    torch.testing.assert_close(packed, total, atol=1e-4, rtol=0)
+    torch.testing.assert_close(upd, total, atol=1e-4, rtol=0)
+    assert not torch.allclose(total, mean)  # the candidates differ in length
+    with pytest.raises(ValueError, match=r"policy\.action_score"):
+        candidate_scores(policy.model, prompts, cands, policy.pad_id, reduce="max")
+
+
+def test_sum_scored_choice_records_match_the_update(policy: HFPolicy) -> None:
+    summed = HFPolicy(policy.model, policy.tokenizer, action_score="sum")
+    prompts = _prompts(policy)
+    recs = summed.choose(prompts, ACTIONS, greedy=True)
+    for p, row, r in zip(prompts, ACTIONS, recs, strict=True):
+        lengths = torch.tensor([len(policy.action_ids(a)) for a in row], dtype=torch.float32)
+        assert r.index == int((_naive_scores(policy, p, row) * lengths).argmax())
+    again = summed.unit_logprobs(recs)
+    torch.testing.assert_close(again.detach(), torch.tensor([r.logprobs[0] for r in recs]))
+    with pytest.raises(ConfigError, match=r"policy\.action_score"):
+        HFPolicy(policy.model, policy.tokenizer, action_score="max")
+
+
+def test_first_line_parser_on_small_model_outputs() -> None:
+    # what a small chat model answers after a one-shot example (generate mode, first_line)
+    assert parse_first_line(" take coin") == "take coin"
+    assert parse_first_line("go north\n\nI went north because the task says so.") == "go north"
+    assert parse_first_line("\n\n") is None
+    assert parse_first_line("") is None

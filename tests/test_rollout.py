@@ -394,3 +394,94 @@ def test_user_message_and_fitting() -> None:
     short = build_prompt(encode, _count, history=history, max_prompt_tokens=30, **kw)
     assert len(short.ids) <= 30 and "> go 9" in short.messages[1]["content"]  # newest kept
     assert "> go 6" not in short.messages[1]["content"]
+
+
+def test_chat_history_format_renders_past_turns_as_turns() -> None:
+    def encode(messages):
+        return " ".join(m["content"] for m in messages).split()
+
+    history = [Turn(f"go {i}", f"room {i + 1}") for i in range(6)]
+    kw = dict(
+        rules="rules",
+        experiences=[],
+        task="find the coin",
+        observation="room 6",
+        admissible=["go 7", "take coin"],
+        history_window=3,
+        history_chars=200,
+        budget_tokens=50,
+        history_format="chat",
+    )
+    p = build_prompt(encode, _count, history=history, max_prompt_tokens=1000, **kw)
+    roles = [m["role"] for m in p.messages]
+    assert roles == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert p.messages[1]["content"] == "Task: find the coin\nroom 3"  # the room before "go 3"
+    assert [m["content"] for m in p.messages if m["role"] == "assistant"] == [
+        "go 3",
+        "go 4",
+        "go 5",
+    ]
+    assert p.messages[3]["content"] == "room 4"
+    assert p.messages[-1]["content"] == "room 6\nActions: go 7 | take coin"  # shown once, in full
+    # too long: the oldest turns go first, the current observation and the actions stay
+    short = build_prompt(encode, _count, history=history, max_prompt_tokens=17, **kw)
+    assert len(short.ids) <= 17 and short.messages[-2] == {"role": "assistant", "content": "go 5"}
+    assert short.messages[-1]["content"].endswith("take coin")
+    # no history: one user message, as the lines format writes it
+    first = build_prompt(encode, _count, history=[], max_prompt_tokens=1000, **kw)
+    assert [m["role"] for m in first.messages] == ["system", "user"]
+    assert (
+        first.messages[1]["content"]
+        == "Task: find the coin\nNow:\nroom 6\nActions: go 7 | take coin"
+    )
+    with pytest.raises(ValueError, match=r"prompt\.history_format"):
+        build_prompt(
+            encode,
+            _count,
+            history=history,
+            max_prompt_tokens=1000,
+            **{**kw, "history_format": "xml"},
+        )
+
+
+def test_prompt_example_is_a_worked_exchange_after_the_system_message() -> None:
+    def encode(messages):
+        return " ".join(m["content"] for m in messages).split()
+
+    kw = dict(
+        rules="rules",
+        experiences=[],
+        task="t",
+        observation="room 2",
+        admissible=["go east"],
+        history_window=2,
+        history_chars=50,
+        budget_tokens=50,
+        example=("You are in a hall.\nActions: go east | look", "go east"),
+    )
+    history = [Turn("go west", "room 1"), Turn("go north", "room 2")]
+    for fmt in ("lines", "chat"):
+        p = build_prompt(
+            encode, _count, history=history, max_prompt_tokens=1000, history_format=fmt, **kw
+        )
+        assert [m["role"] for m in p.messages[:4]] == ["system", "user", "assistant", "user"]
+        assert p.messages[2]["content"] == "go east"
+        assert p.messages[-1]["content"].endswith("Actions: go east")
+        # the example is kept while history is dropped to fit
+        short = build_prompt(
+            encode, _count, history=history, max_prompt_tokens=20, history_format=fmt, **kw
+        )
+        assert short.messages[2]["content"] == "go east" and "go west" not in str(short.messages)
+    with pytest.raises(ValueError, match=r"prompt\.example"):
+        build_prompt(
+            encode, _count, history=history, max_prompt_tokens=1000, **{**kw, "example": ("x",)}
+        )

@@ -57,6 +57,10 @@ class PromptSettings:
     """Token budget of the experiences."""
     max_prompt_tokens: int = 768
     """Longest prompt in tokens."""
+    history_format: str = "lines"
+    """Past turns in the user message (lines) or as chat turns (chat); see slea.experience.prompt."""
+    example: tuple[str, ...] = ()
+    """A worked exchange (user, assistant, ...) placed after the system message."""
 
 
 @dataclass(frozen=True)
@@ -319,6 +323,8 @@ def _prompt(
         history_chars=settings.history_chars,
         budget_tokens=settings.budget_tokens,
         max_prompt_tokens=settings.max_prompt_tokens,
+        history_format=settings.history_format,
+        example=settings.example,
     )
 
 

@@ -17,6 +17,18 @@ message is exactly the rules, so a run with an empty library sees the same promp
 The user message holds the task, a window of recent (action, observation) pairs, the current
 observation and, when asked, the admissible actions. :func:`build_prompt` fits everything into
 ``max_prompt_tokens`` by dropping the oldest history first, then cutting the observation's start.
+
+Two history formats (``history_format``):
+
+``lines`` (the default)
+    One user message: ``Task:``, then ``History:`` with ``> action`` and the (clipped)
+    observation that answered it per past turn, then ``Now:`` and the current observation.
+``chat``
+    The past turns as the conversation they were: a first user message with the task (and the
+    observation before the first shown turn, when the window still holds it), then per past turn
+    an assistant message with its action and a user message with the answer (clipped); the
+    last user message holds the current observation (and the actions). A chat-tuned model reads
+    its own earlier actions as its own turns.
 """
 
 from __future__ import annotations
@@ -144,6 +156,43 @@ def user_message(
     return "\n".join(lines)
 
 
+HISTORY_FORMATS = ("lines", "chat")
+"""How past turns are rendered: in the user message (lines) or as chat turns (chat)."""
+
+
+def chat_messages(
+    task: str,
+    history: Sequence[Turn],
+    observation: str,
+    admissible: Sequence[str] | None = None,
+    *,
+    history_chars: int = 120,
+    before: str = "",
+) -> list[dict[str, str]]:
+    """The ``chat`` history format: user/assistant messages after the system message.
+
+    ``history`` are the shown turns (oldest first); the last turn's observation is the current
+    one, so it is shown in full once, in the last user message. ``before`` is the observation
+    that preceded the first shown turn (clipped like the others; empty = not shown).
+    """
+    first = [f"Task: {_clip(task, 400)}"] if task else []
+    if not history:
+        return [{"role": "user", "content": user_message(task, (), observation, admissible)}]
+    if before and history_chars:
+        first.append(_clip(before, history_chars))
+    msgs = [{"role": "user", "content": "\n".join(first) or "Start."}]
+    for k, turn in enumerate(history):
+        msgs.append({"role": "assistant", "content": turn.action})
+        if k < len(history) - 1:
+            text = _clip(turn.observation, history_chars) if history_chars else "(seen)"
+            msgs.append({"role": "user", "content": text})
+    last = [observation.strip()]
+    if admissible:
+        last.append("Actions: " + " | ".join(admissible))
+    msgs.append({"role": "user", "content": "\n".join(last)})
+    return msgs
+
+
 @dataclass(frozen=True)
 class Prompt:
     """A rendered prompt and what went into it."""
@@ -170,18 +219,51 @@ def build_prompt(
     history_chars: int,
     budget_tokens: int,
     max_prompt_tokens: int,
+    history_format: str = "lines",
+    example: Sequence[str] = (),
 ) -> Prompt:
     """System + user messages encoded with ``encode``, fitted into ``max_prompt_tokens``.
 
-    The last ``history_window`` turns are shown; while the prompt is too long the oldest turn is
-    dropped, then the observation is cut from the start (its end carries the latest text).
+    The last ``history_window`` turns are shown (``history_format`` ``lines`` or ``chat``);
+    while the prompt is too long the oldest turn is dropped, then the observation is cut from
+    the start (its end carries the latest text); a prompt still too long keeps its last
+    ``max_prompt_tokens`` tokens. ``example`` (user, assistant, user, assistant, ...) texts are
+    a worked exchange placed right after the system message (a format demonstration for
+    models that do not answer with a bare action otherwise); it is never dropped.
     """
+    if history_format not in HISTORY_FORMATS:
+        raise ValueError(
+            f"prompt.history_format: must be one of {HISTORY_FORMATS}, got {history_format!r}"
+        )
+    if len(example) % 2:
+        raise ValueError(
+            "prompt.example: needs user and assistant texts in pairs, got an odd number"
+        )
+    demo = tuple(
+        {"role": "user" if k % 2 == 0 else "assistant", "content": str(text)}
+        for k, text in enumerate(example)
+    )
     system, ids = system_message(rules, experiences, count_tokens, budget_tokens)
     turns = list(history[-history_window:]) if history_window else []
     obs = observation
     while True:
-        user = user_message(task, turns, obs, admissible, history_chars=history_chars)
-        messages = ({"role": "system", "content": system}, {"role": "user", "content": user})
+        if history_format == "chat":
+            shown = len(turns)
+            before = history[-shown - 1].observation if 0 < shown < len(history) else ""
+            messages: tuple[Mapping[str, str], ...] = (
+                {"role": "system", "content": system},
+                *demo,
+                *chat_messages(
+                    task, turns, obs, admissible, history_chars=history_chars, before=before
+                ),
+            )
+        else:
+            user = user_message(task, turns, obs, admissible, history_chars=history_chars)
+            messages = (
+                {"role": "system", "content": system},
+                *demo,
+                {"role": "user", "content": user},
+            )
         tokens = encode(messages)
         if len(tokens) <= max_prompt_tokens:
             return Prompt(tuple(tokens), messages, ids)
@@ -196,10 +278,12 @@ def build_prompt(
 __all__ = [
     "DEFAULT_RULES",
     "GENERATE_SUFFIX",
+    "HISTORY_FORMATS",
     "ExperienceLike",
     "Prompt",
     "Turn",
     "build_prompt",
+    "chat_messages",
     "experience_line",
     "render_experiences",
     "system_message",

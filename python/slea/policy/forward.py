@@ -1,6 +1,6 @@
 """Batched forward passes of a causal LM, shared by rollouts and updates (the maths of the policy).
 
-- :func:`candidate_scores`: mean token log-prob of every candidate action after its prompt; one
+- :func:`candidate_scores`: mean (or summed) token log-prob of every candidate action after its prompt; one
   pass over the prompts (cached keys/values), one pass over all candidates packed per prompt.
 - :func:`packed_candidate_scores`: the same for many prompts that share prefixes (the steps of
   an episode), packed into rows with a 4D attention mask; one pass.
@@ -93,8 +93,12 @@ def candidate_scores(
     prompts: Sequence[Sequence[int]],
     candidates: Sequence[Sequence[Sequence[int]]],
     pad_id: int,
+    *,
+    reduce: str = "mean",
 ) -> torch.Tensor:
     """Mean token log-prob of every candidate given its prompt; shape ``[sum_i len(candidates[i])]``.
+
+    ``reduce="sum"`` gives the summed log-prob instead (the candidate's sequence log-prob).
 
     Two forward passes whatever the number of candidates: one over the left-padded prompts (its
     keys/values are cached), then one over all candidates, packed per prompt into one row that
@@ -107,6 +111,7 @@ def candidate_scores(
     """
     import torch
 
+    _check_reduce(reduce)
     if len(prompts) != len(candidates):
         raise ValueError(
             f"prompts and candidates differ in length: {len(prompts)} != {len(candidates)}"
@@ -151,8 +156,19 @@ def candidate_scores(
         start = torch.tensor([0, *counts[:-1]], device=device).cumsum(0)  # first flat index per row
         flat_index = (start[:, None] + own.clamp(min=0))[valid]
         sums = sums.index_add(0, flat_index, lp[valid])
+    if reduce == "sum":
+        return sums
     lengths = torch.tensor([len(c) for c in flat], device=device, dtype=sums.dtype)
     return sums / lengths
+
+
+REDUCTIONS = ("mean", "sum")
+"""How a candidate's token log-probs become its score: their mean (length-normalised) or sum."""
+
+
+def _check_reduce(reduce: str) -> None:
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"policy.action_score: must be one of {REDUCTIONS}, got {reduce!r}")
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
@@ -196,6 +212,7 @@ def packed_candidate_scores(
     *,
     min_shared: int = 16,
     max_row_tokens: int = 1024,
+    reduce: str = "mean",
 ) -> torch.Tensor:
     """:func:`candidate_scores` for many prompts that share prefixes (the steps of an episode).
 
@@ -208,6 +225,7 @@ def packed_candidate_scores(
     """
     import torch
 
+    _check_reduce(reduce)
     if len(prompts) != len(candidates):
         raise ValueError("prompts and candidates differ in length")
     if any(len(c) < 1 for c in candidates) or any(len(p) == 0 for p in prompts):
@@ -286,6 +304,8 @@ def packed_candidate_scores(
         logits = full[rows, where].float()
     lp = torch.log_softmax(logits, dim=-1).gather(1, target[:, None])[:, 0]
     total = torch.zeros(starts[-1], dtype=lp.dtype, device=device).index_add(0, flat, lp)
+    if reduce == "sum":
+        return total
     lengths = torch.tensor([len(c) for cs in candidates for c in cs], device=device)
     return total / lengths.to(total.dtype)
 
@@ -332,8 +352,10 @@ def update_candidate_scores(
     prompts: Sequence[Sequence[int]],
     candidates: Sequence[Sequence[Sequence[int]]],
     pad_id: int,
+    *,
+    reduce: str = "mean",
 ) -> torch.Tensor:
-    """Mean token log-prob of every candidate (as :func:`candidate_scores`), by whichever of
+    """Score of every candidate (as :func:`candidate_scores`, ``reduce`` alike), by whichever of
     the cached and the packed pass :func:`packing_costs` estimates to be cheaper; both give the
     same values up to float rounding.
 
@@ -343,14 +365,14 @@ def update_candidate_scores(
     with gradient checkpointing: a checkpointed layer keeps no KV cache for the second pass.
     """
     if _unwrap(model) is not model or _checkpointed(model):
-        return packed_candidate_scores(model, prompts, candidates, pad_id)
+        return packed_candidate_scores(model, prompts, candidates, pad_id, reduce=reduce)
     config = getattr(model, "config", None)
     hidden = int(getattr(config, "hidden_size", 0) or 0)
     if hidden > 0 and len(prompts) > 1:
         cached, packed = packing_costs(prompts, candidates, hidden)
         if packed < cached:
-            return packed_candidate_scores(model, prompts, candidates, pad_id)
-    return candidate_scores(model, prompts, candidates, pad_id)
+            return packed_candidate_scores(model, prompts, candidates, pad_id, reduce=reduce)
+    return candidate_scores(model, prompts, candidates, pad_id, reduce=reduce)
 
 
 def _checkpointed(model: Any) -> bool:
@@ -472,6 +494,7 @@ def sample_tokens(
 
 
 __all__ = [
+    "REDUCTIONS",
     "candidate_scores",
     "packed_candidate_scores",
     "sample_tokens",

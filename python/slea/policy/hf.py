@@ -4,10 +4,11 @@ Two ways to act:
 
 ``choice`` (for envs that list admissible actions)
     Every admissible action ``c`` is scored by the **mean** token log-prob of its tokens followed by
-    an end-of-action token, given the prompt: ``s(c) = mean_j log p(c_j | prompt, c_<j)``. The
-    policy is ``pi(c | prompt) = softmax_c(s(c) / T)``; the PPO ratio uses the same
-    ``log pi(c | prompt)``. Length normalisation matters: with summed log-probs an untrained model
-    picks one-word actions almost always. The prompt is encoded once; its cached keys/values are
+    an end-of-action token, given the prompt: ``s(c) = mean_j log p(c_j | prompt, c_<j)``
+    (``action_score="sum"``: the summed log-prob). The policy is
+    ``pi(c | prompt) = softmax_c(s(c) / T)``; the PPO ratio uses the same ``log pi(c | prompt)``.
+    Length normalisation matters for an untrained model: with summed log-probs it picks one-word
+    actions almost always. The prompt is encoded once; its cached keys/values are
     expanded to all actions, which are scored in one batched forward pass.
 
 ``generate``
@@ -24,8 +25,9 @@ Token-exact records: :class:`~slea.engine.ActionRecord` keeps the prompt ids, th
 log-probs from the very forward pass that sampled them; the update recomputes log-probs from those
 ids (:meth:`HFPolicy.unit_logprobs`) and never re-tokenises text.
 
-Prompts are rendered with the tokenizer's chat template when it has one; otherwise with
-:data:`DEFAULT_CHAT_FORMAT`. The model is always kept in eval mode (no dropout), so that the ratio
+Prompts are rendered with the tokenizer's chat template when it has one (with the assistant
+turn opened: ``add_generation_prompt=True``); otherwise with :data:`DEFAULT_CHAT_FORMAT`. The
+token contract (what carries the loss, history, long prompts, old log-probs) is docs/TOKENS.md. The model is always kept in eval mode (no dropout), so that the ratio
 of an unchanged policy is exactly 1.
 """
 
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from slea.engine import MODES, ActionRecord, Learner
 from slea.errors import ConfigError
 from slea.policy.forward import (
+    REDUCTIONS,
     candidate_scores,
     packed_candidate_scores,
     sample_tokens,
@@ -155,6 +158,8 @@ class HFPolicy:
         end_of_action: token appended to every action in choice mode and used as a stop token in
             generate mode; default the tokenizer's eos token.
         score_chunk: choice mode: prompts scored per forward pass (bounds memory).
+        action_score: choice mode: ``mean`` (length-normalised, the default) or ``sum`` of an
+            action's token log-probs (end-of-action token included) as its score.
     """
 
     def __init__(
@@ -169,6 +174,7 @@ class HFPolicy:
         parser: str | ActionParser = "tag",
         end_of_action: str | None = None,
         score_chunk: int = 64,
+        action_score: str = "mean",
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"policy.mode: must be one of {MODES}, got {mode!r}")
@@ -178,6 +184,11 @@ class HFPolicy:
             raise ConfigError(f"policy.top_p: must be in (0, 1], got {top_p}")
         if max_new_tokens < 1 or score_chunk < 1:
             raise ConfigError("policy.max_new_tokens and policy.score_chunk must be >= 1")
+        if action_score not in REDUCTIONS:
+            raise ConfigError(
+                f"policy.action_score: must be one of {REDUCTIONS}, got {action_score!r}"
+            )
+        self.action_score = action_score
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.mode = mode
@@ -305,7 +316,9 @@ class HFPolicy:
                 ps = prompts[lo : lo + self.score_chunk]
                 acts = admissible[lo : lo + self.score_chunk]
                 cands = [[self.action_ids(a) for a in row] for row in acts]
-                scores = candidate_scores(self.model, ps, cands, self.pad_id)
+                scores = candidate_scores(
+                    self.model, ps, cands, self.pad_id, reduce=self.action_score
+                )
                 offset = 0
                 for p, row, cs in zip(ps, acts, cands, strict=True):
                     logp = torch.log_softmax(scores[offset : offset + len(cs)] / t, 0)
@@ -393,7 +406,11 @@ class HFPolicy:
             return torch.zeros(0)
         if records[0].candidates:
             scores = update_candidate_scores(
-                model, [r.prompt_ids for r in records], [r.candidates for r in records], self.pad_id
+                model,
+                [r.prompt_ids for r in records],
+                [r.candidates for r in records],
+                self.pad_id,
+                reduce=self.action_score,
             )
             out, offset = [], 0
             for r in records:

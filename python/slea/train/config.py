@@ -138,6 +138,8 @@ class PolicyConfig:
     """Token ending each action (empty = the tokenizer's eos token)."""
     score_chunk: int = 64
     """Choice mode: prompts scored per forward pass."""
+    action_score: str = "mean"
+    """Choice mode: an action's score is the mean (mean) or the sum (sum) of its token log-probs."""
 
     def __post_init__(self) -> None:
         _check(
@@ -154,6 +156,11 @@ class PolicyConfig:
             f"must be tag, last_line or first_line, got {self.parser!r}",
         )
         _check(self.score_chunk >= 1, "policy.score_chunk", "must be >= 1")
+        _check(
+            self.action_score in ("mean", "sum"),
+            "policy.action_score",
+            f"must be mean or sum, got {self.action_score!r}",
+        )
 
 
 ENGINE_KINDS = ("local", "server")
@@ -308,15 +315,33 @@ class PromptConfig:
     """Recent (action, observation) pairs shown in the user message."""
     history_chars: int = 120
     """Each past observation in the history is cut to this many characters."""
-    show_admissible: bool = False
-    """List the admissible actions in the user message (generate mode always lists them)."""
+    show_admissible: bool | None = None
+    """List the admissible actions in the user message; empty (null) = automatic: listed for a
+    pretrained model (model.path or model.preset), not for the tiny model. Generate mode always
+    lists them."""
     max_prompt_tokens: int = 768
     """Longest prompt; the oldest history is dropped first to fit."""
+    history_format: str = "lines"
+    """Past turns: lines (in the user message) or chat (as assistant/user turns; chat models)."""
+    example: tuple[str, ...] = ()
+    """A worked exchange shown after the system message: user and assistant texts in pairs
+    (e.g. an observation with its actions, then the bare action); teaches a small chat model the
+    answer format in generate mode. Empty = none."""
 
     def __post_init__(self) -> None:
         _check(self.history_window >= 0, "prompt.history_window", "must be >= 0")
         _check(self.history_chars >= 0, "prompt.history_chars", "must be >= 0")
         _check(self.max_prompt_tokens >= 16, "prompt.max_prompt_tokens", "must be >= 16")
+        _check(
+            self.history_format in ("lines", "chat"),
+            "prompt.history_format",
+            f"must be lines or chat, got {self.history_format!r}",
+        )
+        _check(
+            len(self.example) % 2 == 0 and all(isinstance(t, str) for t in self.example),
+            "prompt.example",
+            "must be user and assistant texts in pairs (an even number of strings)",
+        )
 
 
 @dataclass(frozen=True)

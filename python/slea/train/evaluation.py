@@ -108,7 +108,9 @@ class Evaluator:
         evolve: Callable[[ExperienceLibrary, Rollout], Any] | None = None,
     ) -> dict[str, Any]:
         """Play every task of ``split`` (at most ``max_tasks``; 0 = all) ``episodes_per_task``
-        times; return success rate, mean return, episode length and retrieval fraction, and
+        times; return success rate, mean return, episode length, retrieval fraction, steps and
+        the fraction of steps whose action was invalid (unparsable in generate mode, or not
+        understood by the env; ``1 - invalid_fraction`` is the valid-action rate), and
         (when the tasks have types, e.g. ALFWorld's pick, look, ...) ``by_type``: ``{type:
         {success, return, episodes}}``.
 
@@ -133,7 +135,7 @@ class Evaluator:
         use_library = cfg.retrieval.in_eval and cfg.retrieval.active(
             iteration, len(library), evaluating=True
         )
-        episodes, rows, retrieved = [], 0, 0
+        episodes, rows, retrieved, invalid = [], 0, 0, 0
         used = {  # which library this evaluation played with (a copy; the training one is kept)
             "source": f"copy of the training library after iteration {iteration}",
             "entries": len(library),
@@ -156,6 +158,7 @@ class Evaluator:
                 episodes.extend(rollout.episodes)
                 rows += len(rollout)
                 retrieved += sum(1 for r in rollout.retrieved if r)
+                invalid += int(rollout.invalid.sum())
                 if evolve is not None:
                     evolve(library_copy, rollout)
             used["entries_after"] = len(library_copy)
@@ -168,6 +171,8 @@ class Evaluator:
             "episode_length": float(np.mean([len(e) for e in episodes])),
             "retrieval_fraction": retrieved / max(rows, 1),
             "temperature": None if greedy else (temperature or cfg.policy.temperature),
+            "steps": rows,
+            "invalid_fraction": invalid / max(rows, 1),
             "library": used,
         }
         types = [task.type for task in tasks for _ in range(episodes_per_task)]

@@ -224,6 +224,7 @@ def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> HFPoli
         parser=cfg.policy.parser,
         end_of_action=cfg.policy.end_of_action or None,
         score_chunk=cfg.policy.score_chunk,
+        action_score=cfg.policy.action_score,
     )
     load: dict[str, Any] = dict(dtype=cfg.model.dtype, device=cfg.model.device)
     if checkpoint is not None and lora is None:
@@ -303,6 +304,18 @@ def canon_spec(name: str) -> CanonSpec:
     return CanonSpec.textworld() if name == "textworld" else CanonSpec.default()
 
 
+def lists_actions(cfg: TrainConfig) -> bool:
+    """Whether prompts list the admissible actions: ``prompt.show_admissible`` when set, else
+    yes for a pretrained model (``model.path`` or ``model.preset``: a model that can read the
+    list; without it a chat model scores actions as free text and never picks ``take coin``,
+    docs/TOKENS.md) and no for the tiny model; always in generate mode."""
+    if cfg.policy.mode == "generate":
+        return True
+    if cfg.prompt.show_admissible is not None:
+        return bool(cfg.prompt.show_admissible)
+    return bool(cfg.model.path or cfg.model.preset)
+
+
 def prompt_settings(cfg: TrainConfig) -> PromptSettings:
     """The prompt layout of ``cfg`` (generate mode always lists the admissible actions)."""
     rules = cfg.prompt.rules or DEFAULT_RULES
@@ -312,9 +325,11 @@ def prompt_settings(cfg: TrainConfig) -> PromptSettings:
         rules=rules,
         history_window=cfg.prompt.history_window,
         history_chars=cfg.prompt.history_chars,
-        show_admissible=cfg.prompt.show_admissible or cfg.policy.mode == "generate",
+        show_admissible=lists_actions(cfg),
         budget_tokens=cfg.retrieval.budget_tokens,
         max_prompt_tokens=cfg.prompt.max_prompt_tokens,
+        history_format=cfg.prompt.history_format,
+        example=tuple(cfg.prompt.example),
     )
 
 
