@@ -69,7 +69,9 @@ class EvolutionConfig:
             distiller as per-episode fallback) or ``"rule"`` (no model).
         distiller_model: local directory of a separate distiller model; ``None`` uses the
             policy's current weights.
-        llm_max_new_tokens: completion budget per episode (tokens).
+        llm_max_new_tokens: completion budget per episode (tokens): three items under 200
+            characters take about 160 tokens in JSON; generation stops earlier once the list
+            is closed, so the budget is spent only by answers that run on.
         llm_temperature: 0 for greedy (reproducible) distillation; > 0 samples.
         llm_batch_size: episodes per generation call.
         llm_max_items: lessons asked for per episode.
@@ -100,7 +102,7 @@ class EvolutionConfig:
     max_task_chars: int = 300
     distiller: str = "llm"
     distiller_model: str | None = None
-    llm_max_new_tokens: int = 256
+    llm_max_new_tokens: int = 192
     llm_temperature: float = 0.0
     llm_batch_size: int = 8
     llm_max_items: int = 3
