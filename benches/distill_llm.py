@@ -39,6 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the config's")
     p.add_argument("--quotes", type=int, default=12)
+    p.add_argument(
+        "--per-zone",
+        type=int,
+        default=None,
+        help="episodes distilled per zone (evolution.top_k and bottom_k); default: the config's",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override"
+    )
+    p.add_argument("--raw", type=int, default=4, help="raw model answers kept in the output")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -67,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.max_new_tokens:
         overrides.append(f"evolution.llm_max_new_tokens={args.max_new_tokens}")
+    if args.per_zone:
+        overrides += [f"evolution.top_k={args.per_zone}", f"evolution.bottom_k={args.per_zone}"]
+    overrides += args.set
     cfg = TrainConfig.from_yaml(DEMO, overrides)
     evo: EvolutionConfig = cfg.evolution
     totals: Counter[str] = Counter()
@@ -77,6 +90,18 @@ def main(argv: list[str] | None = None) -> int:
             load_s = time.perf_counter() - t0  # the tiny policy and the distiller model
             distiller = trainer.distiller  # the LLM distiller on the distiller model
             assert isinstance(distiller, LLMDistiller)
+            generate = distiller.generate
+            raw: list[dict[str, str]] = []
+
+            def keep_raw(chats: Any) -> list[str]:  # the model's answers, as it wrote them
+                answers = list(generate(chats))
+                for chat, answer in zip(chats, answers, strict=False):
+                    if len(raw) < args.raw:
+                        zone = "strategy" if "succeeded" in chat[1]["content"] else "warning"
+                        raw.append({"zone": zone, "answer": answer})
+                return answers
+
+            distiller.generate = keep_raw
             rng = np.random.default_rng(args.seed)
             gen = torch.Generator().manual_seed(args.seed)
             r = cfg.rollout
@@ -146,11 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             "llm_max_new_tokens": evo.llm_max_new_tokens,
             "llm_temperature": evo.llm_temperature,
             "llm_max_items": evo.llm_max_items,
+            "llm_batch_size": evo.llm_batch_size,
             "top_k": evo.top_k,
             "bottom_k": evo.bottom_k,
         },
         "per_batch": batches,
         "quotes": quotes,
+        "raw_answers": raw,
         "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps({k: v for k, v in summary.items() if k not in ("per_batch",)}, indent=1))

@@ -330,6 +330,94 @@ def test_chat_is_bounded_for_huge_episodes() -> None:
     assert sum(len(m["content"]) for m in chat) < 8_000
 
 
+def test_prefill_is_sent_and_put_back_before_parsing() -> None:
+    from slea.experience.distill import ANSWER_PREFIX
+
+    seen: list[Sequence[dict[str, str]]] = []
+
+    def continuation(chats: Sequence[Sequence[dict[str, str]]]) -> list[str]:
+        seen.extend(chats)  # a small model continuing the prefilled answer
+        return ['Go east before taking the coin.", "level": "pattern"}]'] * len(chats)
+
+    digest = _digests()[0]
+    result = LLMDistiller(continuation, fallback=None).distill([digest])
+    assert seen[0][-1] == {"role": "assistant", "content": ANSWER_PREFIX}
+    assert [m["role"] for m in seen[0]] == ["system", "user", "assistant"]
+    assert result.counts["llm_parse_ok"] == 1 and result.counts["llm_fallbacks"] == 0
+    assert [d.text for d in result.drafts] == ["Go east before taking the coin."]
+
+
+def test_prefill_is_not_doubled_for_a_full_answer_and_can_be_turned_off() -> None:
+    full = json.dumps([{"text": "Go east before taking the coin.", "level": "example"}])
+    digest = _digests()[0]
+    ok = LLMDistiller(lambda chats: [full], fallback=None).distill([digest])
+    assert ok.counts["llm_parse_ok"] == 1 and len(ok.drafts) == 1
+    seen: list[Sequence[dict[str, str]]] = []
+
+    def continuation(chats: Sequence[Sequence[dict[str, str]]]) -> list[str]:
+        seen.extend(chats)
+        return ['Go east first.", "level": "pattern"}]']
+
+    off = LLMDistiller(continuation, fallback=None, prefill=False).distill([digest])
+    assert [m["role"] for m in seen[0]] == ["system", "user"]
+    assert off.counts["llm_parse_failed"] == 1 and off.drafts == []
+
+
+def test_digest_render_shows_the_task_once() -> None:
+    from slea.trajectory import Episode, Step
+
+    task = "Go north, then take the coin from the floor of the attic."
+    first = f"{task} -= Hall =- An exit leads north."
+    ep = Episode(
+        1, 0, task, "t", (Step(first, "go north", 0.0), Step("-= Attic =-", "take coin", 1.0))
+    )
+    text = compress_episode(ep, zone="strategy").render()
+    assert text.count(task) == 1
+    assert "observation: (the task) -= Hall =- An exit leads north." in text
+    plain = Episode(2, 0, task, "t", (Step("-= Hall =- Exits: north.", "go north", 0.0),))
+    assert (
+        "observation: -= Hall =- Exits: north." in compress_episode(plain, zone="warning").render()
+    )
+
+
+def test_stop_pattern_cuts_after_the_list_end() -> None:
+    import re
+
+    from slea.experience.distill import LIST_END, _cut_after, _StopWhen
+
+    pat = re.compile(LIST_END)
+    assert (
+        _cut_after(pat, 'a", "level": "pattern"}]\n{"text": "junk"}') == 'a", "level": "pattern"}]'
+    )
+    assert _cut_after(pat, 'a"}\n  ]\nmore') == 'a"}\n  ]'
+    assert _cut_after(pat, "no end yet") == "no end yet"
+    torch = pytest.importorskip("torch")
+
+    class Chars:  # a tokenizer whose ids are code points
+        def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+            return "".join(map(chr, ids))
+
+    crit = _StopWhen(pat, Chars(), start=1)
+    rows = torch.tensor([[0, *map(ord, "x}]")], [0, *map(ord, "x}y")]])
+    assert crit(rows, None).tolist() == [True, False]
+    later = torch.tensor([[0, *map(ord, "abcd")], [0, *map(ord, "x}]]")]])
+    assert crit(later, None).tolist() == [True, True], "a finished row stays finished"
+
+
+def test_evolution_config_llm_prefill_is_checked_and_passed_on() -> None:
+    from slea.errors import ConfigError
+    from slea.experience.evolve import make_distiller
+
+    with pytest.raises(ConfigError, match="llm_prefill"):
+        EvolutionConfig(llm_prefill="yes")  # type: ignore[arg-type]
+    model, tok = object(), object()
+    on = make_distiller(EvolutionConfig(), model=model, tokenizer=tok)
+    off = make_distiller(EvolutionConfig(llm_prefill=False), model=model, tokenizer=tok)
+    assert isinstance(on, LLMDistiller) and isinstance(off, LLMDistiller)
+    assert on.prefill and not off.prefill
+    assert on.generate.stop is not None and on.generate.stop.pattern == r"\}\s*\]"  # type: ignore[attr-defined]
+
+
 # --- the whole path with a tiny random-init CPU model ----------------------------------------
 
 
@@ -389,6 +477,25 @@ def test_tiny_model_chat_template_and_sampling(tiny_lm: tuple[object, object]) -
         assert len(gen(chats)) == 3
     finally:
         tok.chat_template = None  # type: ignore[attr-defined]
+
+
+def test_tiny_model_prefill_and_stop(tiny_lm: tuple[object, object]) -> None:
+    from slea.experience.distill import HFGenerator
+
+    model, tok = tiny_lm
+    chat = [*build_chat(_digests()[0], 2), {"role": "assistant", "content": '[{"text": "'}]
+    gen = HFGenerator(model, tok, max_new_tokens=12)
+    assert gen.render(chat) == gen.render(chat[:2]) + '[{"text": "'
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"  # type: ignore[attr-defined]
+    try:
+        assert gen.render(chat).endswith('<assistant>[{"text": "')
+    finally:
+        tok.chat_template = None  # type: ignore[attr-defined]
+    free = gen([chat, chat[:2]])
+    stopped = HFGenerator(model, tok, max_new_tokens=12, stop=r"\S")([chat, chat[:2]])
+    assert any(len(t.strip()) > 1 for t in free), "the tiny model writes more than a character"
+    for text in stopped:  # generation ends at the first non-space character, cut after it
+        assert len(text.strip()) <= 1
 
 
 def test_rule_distiller_is_a_distiller() -> None:

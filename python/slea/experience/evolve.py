@@ -69,10 +69,14 @@ class EvolutionConfig:
             distiller as per-episode fallback) or ``"rule"`` (no model).
         distiller_model: local directory of a separate distiller model; ``None`` uses the
             policy's current weights.
-        llm_max_new_tokens: completion budget per episode (tokens).
+        llm_max_new_tokens: completion budget per episode (tokens): three items under 200
+            characters take about 160 tokens in JSON; generation stops earlier once the list
+            is closed, so the budget is spent only by answers that run on.
         llm_temperature: 0 for greedy (reproducible) distillation; > 0 samples.
         llm_batch_size: episodes per generation call.
         llm_max_items: lessons asked for per episode.
+        llm_prefill: start the model's answer with ``[{"text": "`` (the assistant turn is
+            prefilled), which keeps small models to the JSON format.
         family: env family for the rule templates (``auto``, ``textworld``, ``alfworld``,
             ``scienceworld``, ``sokoban``, ``generic``).
         min_support: distinct episodes needed for a rule ``pattern``.
@@ -98,10 +102,11 @@ class EvolutionConfig:
     max_task_chars: int = 300
     distiller: str = "llm"
     distiller_model: str | None = None
-    llm_max_new_tokens: int = 256
+    llm_max_new_tokens: int = 192
     llm_temperature: float = 0.0
     llm_batch_size: int = 8
     llm_max_items: int = 3
+    llm_prefill: bool = True
     family: str = "auto"
     min_support: int = 2
     principle_support: int = 3
@@ -142,6 +147,10 @@ class EvolutionConfig:
                 )
         if not (self.llm_temperature >= 0 and math.isfinite(self.llm_temperature)):
             raise ConfigError(f"evolution.llm_temperature must be >= 0, got {self.llm_temperature}")
+        if not isinstance(self.llm_prefill, bool):
+            raise ConfigError(
+                f"evolution.llm_prefill must be true or false, got {self.llm_prefill!r}"
+            )
 
     @property
     def validation(self) -> ValidationConfig:
@@ -299,9 +308,10 @@ def make_distiller(
     rule = RuleDistiller(min_support=config.min_support, principle_support=config.principle_support)
     if config.distiller == "rule":
         return rule
-    from slea.experience.distill import HFGenerator
+    from slea.experience.distill import LIST_END, HFGenerator
 
     gen_kwargs = dict(
+        stop=LIST_END,
         max_new_tokens=config.llm_max_new_tokens,
         temperature=config.llm_temperature,
         batch_size=config.llm_batch_size,
@@ -317,7 +327,11 @@ def make_distiller(
             "evolution.distiller_model (a local model directory); or set evolution.distiller=rule"
         )
     return LLMDistiller(
-        generator, max_items=config.llm_max_items, fallback=rule, rules=config.validation
+        generator,
+        max_items=config.llm_max_items,
+        fallback=rule,
+        rules=config.validation,
+        prefill=config.llm_prefill,
     )
 
 

@@ -98,12 +98,18 @@ class Digest:
         return unique_ids(s.cluster_id for s in self.steps if s.cluster_id)
 
     def render(self) -> str:
-        """The digest as plain text for a prompt (bounded by the compression settings)."""
+        """The digest as plain text for a prompt (bounded by the compression settings). An
+        observation that starts with the task text (first observations often do) shows
+        ``(the task)`` in its place, so the prompt holds the task once."""
         lines = [f"Task: {self.task}", f"Outcome: {self.outcome}", "Key steps:"]
+        task = self.task.removesuffix("...")  # a cut task still prefixes the observation
         for s in self.steps:
             flags = [t for t in s.tags if t in ("reward", "invalid", "repeat")]
             note = f" [{', '.join(flags)}]" if flags else ""
-            lines.append(f"- step {s.index + 1} observation: {s.observation}")
+            obs = s.observation
+            if len(task) >= 20 and obs.startswith(task):
+                obs = f"(the task) {obs[len(task) :].lstrip()}".rstrip()
+            lines.append(f"- step {s.index + 1} observation: {obs}")
             lines.append(f"  action: {s.action} -> reward {s.reward:g}{note}")
         return "\n".join(lines)
 
