@@ -16,6 +16,14 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as results files record it: relative to the repository when inside it, so that no
+    machine's absolute paths end up in committed results."""
+    p = Path(path).resolve()
+    root = Path(__file__).resolve().parents[1]
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(path)
+
+
 def machine() -> str:
     """One line describing this machine: cores, CPU model, Python."""
     model = platform.processor() or "unknown CPU"

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     answers = totals["llm_parse_ok"] + totals["llm_parse_repaired"] + totals["llm_parse_failed"]
     summary = {
-        "model": str(model_dir),
+        "model": args.model,  # a preset name, or the directory as the user gave it
         "batches": args.batches,
         "answers": answers,
         "json_strict_rate": totals["llm_parse_ok"] / max(answers, 1),

@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benches.common import shown_path
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "configs" / "textworld_cpu.yaml"
 RESULTS = ROOT / "benches" / "results"
@@ -116,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         summaries = {s: f.result() for s, f in futures.items()}
     result: dict[str, Any] = {
         "name": args.name,
-        "config": str(
-            args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
-        ),
+        "config": shown_path(args.config),
         "overrides": args.set,
         "seeds": args.seeds,
         "date": time.strftime("%Y-%m-%d"),

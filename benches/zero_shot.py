@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benches.common import machine, write_json
+from benches.common import machine, shown_path, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "examples" / "configs" / "textworld_smollm2.yaml"
@@ -117,7 +117,7 @@ def run(
         cfg = TrainConfig.from_yaml(config, sets)
         trainer = slea.Trainer(cfg)
         out: dict[str, Any] = {
-            "config": str(config),
+            "config": shown_path(config),
             "overrides": list(overrides),
             "split": split,
             "policy": repr(trainer.policy),
