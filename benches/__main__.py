@@ -55,6 +55,10 @@ BENCHES: dict[str, tuple[str, str]] = {
         "benches.recipe",
         "a training recipe over seeds: chosen on the valid split, the test split played once",
     ),
+    "library_worth": (
+        "benches.library_worth",
+        "frozen weights: held-out success with an evolved library vs none, step vs task level",
+    ),
     "zero_shot": (
         "benches.zero_shot",
         "zero-shot success of a configured (pretrained) policy vs uniform random, same games",

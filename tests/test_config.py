@@ -167,3 +167,11 @@ def test_actions_are_listed_for_pretrained_models_unless_set() -> None:
         base.replace("prompt.history_format=xml")
     with pytest.raises(ConfigError, match=r"policy\.action_score"):
         base.replace("policy.action_score=max")
+
+
+def test_retrieval_level_is_step_or_task() -> None:
+    base = TrainConfig()
+    assert base.retrieval.level == "step"
+    assert base.replace("retrieval.level=task").retrieval.level == "task"
+    with pytest.raises(ConfigError, match=r"retrieval\.level.*'step' or 'task'"):
+        base.replace("retrieval.level=episode")

@@ -246,6 +246,32 @@ def test_retrieved_experiences_reach_the_system_message(policy: HFPolicy, monkey
     assert ro.stats()["retrieval_fraction"] == 1.0
 
 
+def test_task_level_retrieval_retrieves_once_per_episode(policy: HFPolicy) -> None:
+    calls: list[tuple[list[int], list[str]]] = []
+
+    def retrieve(clusters, texts):
+        calls.append((list(clusters), list(texts)))
+        # a different experience at every call: a step that re-retrieved would show a new id
+        base = 10 * len(calls)
+        return [[Exp(base + k, f"tip {base + k}", "strategy")] for k in range(len(texts))]
+
+    ro = _collect(policy, retrieve=retrieve, retrieve_once=True)
+    # one call, at the first step, for every episode; later steps reuse what it gave
+    assert len(calls) == 1 and len(calls[0][0]) == len(SPECS)
+    rows, shown_per_episode = 0, []
+    for episode in ro.episodes:  # rows are ordered by episode, then step
+        shown = ro.retrieved[rows : rows + len(episode)]
+        rows += len(episode)
+        assert len(set(shown)) == 1 and len(shown[0]) == 1
+        shown_per_episode.append(shown[0])
+    assert rows == len(ro) > len(SPECS)
+    assert len(set(shown_per_episode)) == len(SPECS)
+    # step level on the same rollout retrieves at every step
+    calls.clear()
+    per_step = _collect(policy, retrieve=retrieve)
+    assert sum(len(c[0]) for c in calls) == len(per_step) > len(SPECS)
+
+
 def test_empty_library_gives_the_plain_grpo_prompts(policy: HFPolicy, monkeypatch) -> None:
     def prompts_of(**kw):
         seen = []

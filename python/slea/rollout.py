@@ -175,6 +175,8 @@ class _Episodes:
     error: list[str]
     history: list[list[Turn]]
     steps: list[list[tuple[Step, ActionRecord]]]
+    fixed: dict[int, Sequence[Any]] = field(default_factory=dict)
+    """Task-level retrieval: the experiences retrieved at each episode's first step."""
 
     @classmethod
     def start(cls, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]) -> _Episodes:
@@ -211,6 +213,7 @@ def collect(
     anchor_fn: Callable[[str], int],
     action_key_fn: Callable[[str], int],
     retrieve: Retrieve | None = None,
+    retrieve_once: bool = False,
     generator: Any = None,
     greedy: bool = False,
     temperature: float | None = None,
@@ -234,6 +237,8 @@ def collect(
         anchor_fn: exact key of an observation (e.g. ``slea.structural_hash``).
         action_key_fn: key of an action text (SALT transitions).
         retrieve: experiences per step from cluster ids and observations; None = no retrieval.
+        retrieve_once: retrieve once per episode, from its first observation, and show those
+            experiences at every step (task-level retrieval) instead of at every step.
         generator: the engine's random source (a ``torch.Generator`` in process).
         greedy: take the most likely action instead of sampling.
         temperature: sample at this temperature instead of the engine's own (None = its own).
@@ -264,7 +269,7 @@ def collect(
         anchors = [int(anchor_fn(x)) for x in texts]
         t = timer.add("clustering", t)
         # retrieve: the experiences of each step's cluster
-        found = retrieve(clusters, texts) if retrieve is not None else [()] * len(active)
+        found = _retrieved(retrieve, retrieve_once, state, active, clusters, texts)
         t = timer.add("retrieval", t)
         # prompt: rules + experiences, task, history window, observation
         prompts = [_prompt(engine, state, i, found[k], prompt) for k, i in enumerate(active)]
@@ -291,6 +296,28 @@ def collect(
                     state.alive[i], state.truncated[i] = False, True
         timer.add("env", t)
     return _assemble(specs, state, iteration, first_episode_id, action_key_fn, timer)
+
+
+def _retrieved(
+    retrieve: Retrieve | None,
+    once: bool,
+    state: _Episodes,
+    active: list[int],
+    clusters: list[int],
+    texts: list[str],
+) -> Sequence[Sequence[Any]]:
+    """The experiences of each active episode's step: retrieved now (step level), or retrieved at
+    the episode's first step and kept (task level)."""
+    if retrieve is None:
+        return [()] * len(active)
+    if not once:
+        return retrieve(clusters, texts)
+    new = [k for k, i in enumerate(active) if i not in state.fixed]
+    if new:
+        got = retrieve([clusters[k] for k in new], [texts[k] for k in new])
+        for k, experiences in zip(new, got, strict=True):
+            state.fixed[active[k]] = experiences
+    return [state.fixed[i] for i in active]
 
 
 def _reset(venv: SleaVectorEnv, specs: Sequence[EpisodeSpec], seed: int | None) -> _Episodes:

@@ -358,8 +358,17 @@ class RetrievalConfig:
     """Token budget of the experiences in the system message (policy tokenizer)."""
     in_eval: bool = True
     """Use the library during evaluation too (as the paper does)."""
+    level: str = "step"
+    """``step``: retrieve at every step from that step's observation cluster (SLEA-RL);
+    ``task``: retrieve once per episode from its first observation and show the same experiences
+    at every step (the paper's task-level ablation)."""
 
     def __post_init__(self) -> None:
+        _check(
+            self.level in ("step", "task"),
+            "retrieval.level",
+            f"must be 'step' or 'task', got {self.level!r}",
+        )
         _check(self.warmup >= 0, "retrieval.warmup", "must be >= 0")
         _check(self.min_library >= 0, "retrieval.min_library", "must be >= 0")
         _check(self.budget_tokens >= 0, "retrieval.budget_tokens", "must be >= 0")

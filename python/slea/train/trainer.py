@@ -337,6 +337,7 @@ class Trainer:
             anchor_fn=lambda text: structural_hash(text, canon),
             action_key_fn=structural_hash,
             retrieve=None if library is None else library.retrieve_batch,
+            retrieve_once=self.config.retrieval.level == "task",
             generator=generator,
             greedy=greedy,
             temperature=temperature,
