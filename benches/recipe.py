@@ -128,9 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = summary["success"]
         result["per_seed"][s] = {
             key: rows[key]["trained"]["success"] for key in rows if rows[key].get("trained")
-        } | {"untrained_" + key: rows[key]["untrained"]["success"] for key in rows}
+        } | {
+            "untrained_" + key: rows[key]["untrained"]["success"]
+            for key in rows
+            if rows[key].get("untrained")  # none with eval.before=false
+        }
         result["per_seed"][s]["wall_s"] = summary.get("wall_s")
-    keys = ["valid_sampled", "valid_greedy", "train_sampled"]
+    keys = ["valid_sampled", "valid_greedy", "train_sampled"]  # those every seed evaluated
+    keys = [k for k in keys if all(k in result["per_seed"][s] for s in args.seeds)]
     result["valid"] = {k: _stats([result["per_seed"][s][k] for s in args.seeds]) for k in keys}
     if args.test:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -211,6 +211,23 @@ def test_env_step_budget_stops_the_run_and_drives_the_lr_schedule(tmp_path: Path
     assert train[-1]["update"]["lr"] == pytest.approx(1e-4)  # not 1e-3: iterations barely moved
 
 
+def test_eval_before_false_skips_the_initial_evaluation(tmp_path: Path) -> None:
+    """eval.before=false: no iteration-0 evaluation, and the summary's untrained cells stay empty
+    instead of repeating the trained numbers."""
+    from slea.train.trainer import Trainer
+
+    run_dir = tmp_path / "no_before"
+    trainer = Trainer(tiny_config(run_dir, "train.iterations=1", "eval.before=false"))
+    try:
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+    evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "eval"]
+    assert [r["iteration"] for r in evals] == [1]
+    row = summary["success"]["test_sampled"]
+    assert row["untrained"] is None and row["trained"]["episodes"] > 0
+
+
 def test_bad_input_errors_name_the_fix(trained: Path, tmp_path: Path) -> None:
     from slea.train.trainer import Trainer
 

@@ -412,6 +412,10 @@ class EvalConfig:
 
     every: int = 0
     """Evaluate every N iterations during training (0 = only before and after)."""
+    before: bool = True
+    """Evaluate the initial policy before the first iteration (false skips it, e.g. for a baseline
+    whose initial policy another run with the same seed and eval settings already evaluated; the
+    summary's ``untrained`` is then empty)."""
     episodes_per_task: int = 4
     """Sampled episodes per test game."""
     greedy: bool = True

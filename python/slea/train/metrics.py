@@ -124,9 +124,10 @@ def iteration_record(
 
 
 def summary(run_dir: Path, *, iterations: int, env_steps: int, elapsed_s: float) -> dict[str, Any]:
-    """Untrained (first evaluation) vs trained (last) success, read back from the metrics."""
+    """Untrained (the evaluation at iteration 0, when there is one) vs trained (last) success, read
+    back from the metrics."""
     evals = [r for r in read_metrics(run_dir / METRICS) if r.get("kind") == "eval"]
-    first = evals[0] if evals else {}
+    first = evals[0] if evals and evals[0].get("iteration") == 0 else {}  # eval.before=false
     last = evals[-1] if evals else {}
     rows = {}
     for key in SUCCESS_KEYS:

@@ -209,7 +209,7 @@ class Trainer:
                         "changed": self.config_changes,
                     }
                 )
-            if self.iteration == 0:
+            if self.iteration == 0 and cfg.eval.before:
                 self.logger.log(self.evaluate_all(final=False))
             last_saved = -1
             while self.iteration < cfg.train.iterations and not self._out_of_budget():
