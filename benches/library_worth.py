@@ -246,7 +246,10 @@ def main(argv: list[str]) -> int:
         print(f"{key:24s} {s['mean']:.3f} ± {s['sd']:.3f}  {s['values']}")
     out = {
         "config": shown_path(args.config),
-        "overrides": args.overrides,
+        "overrides": [  # a cache folder is this machine's business, not the result's
+            o.split("=", 1)[0] + "=<games cache>" if o.split("=", 1)[0].endswith("cache_dir") else o
+            for o in args.overrides
+        ],
         "split": args.split,
         "iterations": args.iterations,
         "episodes_per_task": args.episodes_per_task,
