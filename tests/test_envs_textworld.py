@@ -425,3 +425,36 @@ def test_env_needs_textworld_games(tmp_path: Path) -> None:
         TextWorldEnv([tmp_path / "nope.z8"])
     with pytest.raises(ValueError, match="empty"):
         TextWorldEnv([])
+
+
+def test_generation_retries_seeds_the_quest_does_not_fit() -> None:
+    """TextWorld raises QuestGenerationError when the map it drew cannot hold the quest (treasure
+    hunter level 8 at some seeds): the next derived seed is tried, deterministically, and the
+    first seed is kept when it works, so existing game caches stay valid."""
+    from textworld.generator.chaining import QuestGenerationError
+
+    from slea.envs import textworld as tw
+
+    class Options:
+        seeds = None
+
+    tried: list[int] = []
+
+    def make(settings, options):
+        tried.append(options.seeds)
+        if len(tried) < 3:
+            raise QuestGenerationError("Current map configuration doesn't permit quest")
+        return ("game", options.seeds)
+
+    game = tw._make_with_retries(make, {"level": 8}, Options(), 1234)
+    assert tried[0] == 1234 and len(set(tried)) == 3
+    assert game == ("game", tw.retry_seed(1234, 2))
+    assert tw.retry_seed(1234, 0) == 1234 and tw.retry_seed(1234, 2) == tried[2]
+    tried.clear()
+    assert tw._make_with_retries(make, {}, Options(), 1234) == game  # the same seeds again
+
+    def never(settings, options):
+        raise QuestGenerationError("no")
+
+    with pytest.raises(EnvError, match=r"could not generate this game at 16 seeds"):
+        tw._make_with_retries(never, {"level": 8}, Options(), 7)

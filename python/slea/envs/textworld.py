@@ -233,6 +233,37 @@ def _write_params(
     atomic_write_text(folder / "params.json", json.dumps(params, indent=2, sort_keys=True))
 
 
+#: Seeds tried per game when TextWorld cannot fit the quest into the map it drew.
+GENERATION_ATTEMPTS = 16
+
+
+def retry_seed(seed: int, attempt: int) -> int:
+    """The generation seed of ``attempt`` (0 = ``seed`` itself, so games that generated at their
+    first seed keep it); deterministic, so a game's index always names the same game."""
+    if attempt == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}|retry|{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _make_with_retries(make: Any, settings: Mapping[str, Any], options: Any, seed: int) -> Any:
+    """``make(settings, options)`` at ``seed``; when TextWorld's generator cannot place the quest
+    in the map it drew (``QuestGenerationError``, e.g. treasure hunter level 8 at some seeds),
+    the next :func:`retry_seed` instead, up to :data:`GENERATION_ATTEMPTS` seeds."""
+    from textworld.generator.chaining import QuestGenerationError
+
+    for attempt in range(GENERATION_ATTEMPTS):
+        options.seeds = retry_seed(seed, attempt)
+        try:
+            return make(settings=dict(settings), options=options)
+        except QuestGenerationError as exc:
+            last = exc
+    raise EnvError(
+        f"TextWorld could not generate this game at {GENERATION_ATTEMPTS} seeds derived from "
+        f"{seed} (settings {dict(settings)}): {last}"
+    )
+
+
 def _generate_game(challenge: str, settings: dict[str, Any], seed: int, out_path: str) -> str:
     """Generate one game into ``out_path`` (.z8 + .json), atomically. Runs in a pool worker."""
     import textworld
@@ -247,7 +278,7 @@ def _generate_game(challenge: str, settings: dict[str, Any], seed: int, out_path
         options.file_ext = ".z8"
         options.force_recompile = True
         _, make, _ = textworld.challenges.CHALLENGES[challenge]
-        game = make(settings=dict(settings), options=options)
+        game = _make_with_retries(make, settings, options, seed)
         compile_game(game, options)
         built = Path(tmp) / out.name
         for suffix in (".json", ".z8"):  # the .z8 last: a game exists once its .z8 does
