@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "name": args.name,
         "config": shown_path(args.config),
-        "overrides": args.set,
+        "overrides": [  # a cache folder is this machine's business, not the result's
+            o.split("=", 1)[0] + "=<games cache>" if o.split("=", 1)[0].endswith("cache_dir") else o
+            for o in args.set
+        ],
         "seeds": args.seeds,
         "date": time.strftime("%Y-%m-%d"),
         "per_seed": {},
