@@ -24,6 +24,16 @@ def shown_path(path: str | Path) -> str:
     return str(p.relative_to(root)) if p.is_relative_to(root) else str(path)
 
 
+def subprocess_env() -> dict[str, str]:
+    """The environment of a bench's child process: one OpenMP thread, and this checkout's
+    ``python/`` first on ``PYTHONPATH`` (run it with ``cwd`` at the repository root for
+    ``-m benches``)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "python"), env.get("PYTHONPATH", "")])
+    return env
+
+
 def machine() -> str:
     """One line describing this machine: cores, CPU model, Python."""
     model = platform.processor() or "unknown CPU"

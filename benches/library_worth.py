@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benches.common import OUT_DIR, machine, shown_path, write_json
+from benches.common import OUT_DIR, machine, shown_path, subprocess_env, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "examples" / "configs" / "textworld_smollm2.yaml"
@@ -164,14 +163,6 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "python"), str(ROOT), env.get("PYTHONPATH", "")]
-    )
-    return env
-
-
 def _job(args: argparse.Namespace, seed: int, distiller: str, arms: list[str]) -> dict[str, Any]:
     part = OUT_DIR / f"library_worth_{args.name}_{args.split}_s{seed}_{distiller}.json"
     if part.is_file() and not args.again:
@@ -188,7 +179,7 @@ def _job(args: argparse.Namespace, seed: int, distiller: str, arms: list[str]) -
     cmd += ["--arms", *arms]
     for o in args.overrides:
         cmd += ["--set", o]
-    proc = subprocess.run(cmd, env=_env(), cwd=ROOT, text=True, capture_output=True)
+    proc = subprocess.run(cmd, env=subprocess_env(), cwd=ROOT, text=True, capture_output=True)
     sys.stdout.write(proc.stdout)
     if proc.returncode != 0:
         raise RuntimeError(f"seed {seed} {distiller} failed:\n{proc.stderr[-3000:]}")

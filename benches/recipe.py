@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,17 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benches.common import shown_path
+from benches.common import shown_path, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "configs" / "textworld_cpu.yaml"
 RESULTS = ROOT / "benches" / "results"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), env.get("PYTHONPATH", "")])
-    return env
 
 
 def train(config: Path, run_dir: Path, seed: int, extra: list[str], valid: int) -> dict[str, Any]:
@@ -66,7 +59,7 @@ def train(config: Path, run_dir: Path, seed: int, extra: list[str], valid: int) 
     for o in [*overrides, "run.overwrite=true"]:
         args += ["--set", o]
     t0 = time.time()
-    proc = subprocess.run(args, env=_env(), capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -81,7 +74,7 @@ def test_once(run_dir: Path, episodes: int) -> dict[str, Any]:
     out = run_dir / "test_result.json"
     args = [sys.executable, "-m", "slea", "eval", "--run", str(run_dir), "--split", "test"]
     args += ["--episodes", str(episodes), "--out", str(out)]
-    proc = subprocess.run(args, env=_env(), capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"test eval of {run_dir} failed:\n{proc.stderr[-3000:]}")
     return json.loads(out.read_text())

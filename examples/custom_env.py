@@ -8,7 +8,7 @@ with ``slea.Trainer(config, tasks=...)``, the tasks being the env's reset option
 
     python examples/custom_env.py              # 30 iterations: about 8 min on 2 busy cores, held-out
                                                 # success 0.00 -> 0.50 (sampled and greedy)
-    python examples/custom_env.py train.iterations=2 run.dir=/tmp/lights   # any config override
+    python examples/custom_env.py train.iterations=2 run.dir=runs/lights   # any config override
 
 The config names the env in gymnasium's ``module:EnvId`` form, ``custom_env:custom/Lights-v0``:
 slea imports ``custom_env`` first (this file, found on ``sys.path``), which registers the id. So

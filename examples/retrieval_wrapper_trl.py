@@ -11,7 +11,7 @@ The model is a tiny random-initialised one built offline by :mod:`slea.policy.ti
 downloaded), so the run only shows the plumbing; pass ``--model`` for a real Hugging Face model
 directory. Needs ``pip install trl`` (plus slea's ``[train]`` extra).
 
-    python examples/retrieval_wrapper_trl.py --steps 2 --out /tmp/trl-slea
+    python examples/retrieval_wrapper_trl.py --steps 2 --out runs/trl-slea
 
 Prints the trainer's per-step logs and a summary line ``done: N steps, ...``.
 """

@@ -51,7 +51,7 @@ def test_worker_on_the_tiny_model() -> None:
         episodes_per_task=1,
     )
     assert [t["iteration"] for t in out["train"]] == [1]
-    assert out["library_size"] == len(out["library_sample"]) or len(out["library_sample"]) == 12
+    assert len(out["library_sample"]) == min(out["library_size"], 12)
     assert out["none"]["episodes"] == out["step"]["episodes"] == out["task"]["episodes"] >= 1
     assert out["none"]["retrieval_fraction"] == 0.0
     if out["library_size"]:  # task level may find nothing for a first observation: not asserted
