@@ -90,6 +90,27 @@ def test_several_minibatches_and_epochs_take_that_many_steps_and_clip() -> None:
     assert stats.ratio != pytest.approx(1.0, abs=1e-6)  # later passes see a moved policy
 
 
+def test_micro_batches_of_a_shuffled_mini_batch_keep_batch_order() -> None:
+    # consecutive rows (the steps of one episode) share a prompt prefix that the packed pass
+    # computes once: the shuffle picks a mini-batch's rows, the micro-batches keep their order
+    policy, records, adv = _setup("choice")
+    index = {id(r): i for i, r in enumerate(records)}
+    seen: list[list[int]] = []
+    real = policy.unit_logprobs
+
+    def spy(recs, **kw):  # type: ignore[no-untyped-def]
+        seen.append([index[id(r)] for r in recs])
+        return real(recs, **kw)
+
+    policy.unit_logprobs = spy  # type: ignore[method-assign]
+    cfg = UpdateConfig(lr=1e-2, minibatches=2, micro_batch_size=2, kl_beta=0.0)
+    opt = make_optimizer(policy.trainable_parameters(), cfg)
+    update_policy(policy, opt, records, adv, cfg, generator=torch.Generator().manual_seed(3))
+    assert sorted(i for chunk in seen for i in chunk) == list(range(len(records)))
+    first = [i for chunk in seen[:3] for i in chunk]  # mini-batch 1: 5 rows in 3 micro-batches
+    assert first == sorted(first) and first != list(range(5))  # shuffled rows, in batch order
+
+
 def test_zero_advantage_without_kl_changes_nothing() -> None:
     policy, records, _ = _setup("choice")
     before = _params(policy)

@@ -7,8 +7,12 @@ gradients are accumulated; every micro-batch loss is divided by the number of un
 mini-batch, so the accumulated gradient equals that of the token-mean loss of the mini-batch.
 Then the global gradient norm is clipped and AdamW steps.
 
+Within a mini-batch the rows are processed in batch order (episode, then step), whatever the
+shuffle that chose them: the steps of one episode then share a micro-batch and the packed forward
+pass computes their common prompt prefix once.
+
 Multi-process (``torchrun``): pass the model wrapped in ``DistributedDataParallel``; every rank gets
-the same rows and takes ``rows[rank::world]`` of each mini-batch, gradients are all-reduced once
+the same rows and takes a contiguous 1/world of each mini-batch (in batch order), gradients are all-reduced once
 per mini-batch (``no_sync`` on the other micro-batches) and each rank's loss is scaled by the world
 size, because DDP averages while the token-mean needs the sum over ranks.
 """
@@ -202,7 +206,11 @@ def update_policy(
     norms = []
     for mb in _minibatches(len(records), cfg, generator):
         normalizer = float(sum(records[i].num_units for i in mb))
-        shard, weight = mb[rank::world], 1.0
+        # rows in batch order: consecutive rows are the steps of one episode, whose prompts share
+        # a prefix that the packed pass computes once (a shuffled micro-batch shares nothing)
+        ordered = sorted(mb)
+        size = -(-len(ordered) // world)
+        shard, weight = ordered[rank * size : (rank + 1) * size], 1.0
         if not shard:  # fewer rows than ranks: join the all-reduce with a zero-weight row
             shard, weight = mb[:1], 0.0
         optimizer.zero_grad(set_to_none=True)
