@@ -112,14 +112,12 @@ def worker(
                 for e in trainer.library.entries()[:12]
             ]
             for arm in arms:
-                changed = cfg.replace(
-                    f"retrieval.level={'task' if arm == 'task' else 'step'}",
-                    f"retrieval.in_eval={arm != 'none'}",
-                )
-                trainer.config = trainer.evaluator.config = changed
                 t0 = time.perf_counter()
                 res = trainer.evaluate(
-                    split, episodes_per_task=episodes_per_task, max_tasks=cfg.eval.max_tasks
+                    split,
+                    episodes_per_task=episodes_per_task,
+                    max_tasks=cfg.eval.max_tasks,
+                    retrieval=arm,
                 )
                 keep = ("success", "episodes", "episode_length", "retrieval_fraction", "steps")
                 out[arm] = {k: res[k] for k in keep if k in res}

@@ -88,6 +88,23 @@ def test_a_lock_dies_with_its_holder(tmp_path: Path) -> None:
     assert not lock.held
 
 
+def test_a_lock_left_held_at_exit_is_released_quietly(tmp_path: Path) -> None:
+    # a lock still held at interpreter exit (an un-closed Trainer in a module global, held in a
+    # reference cycle) is released by the garbage collector when imports no longer work
+    code = (
+        "from slea.rundir import RunLock\n"
+        "class Holder: pass\n"
+        "h = Holder(); h.me = h; "
+        f"h.lock = RunLock.acquire({str(tmp_path)!r}); print('held', flush=True)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "held"
+    assert "Error" not in proc.stderr and "ignored" not in proc.stderr, proc.stderr
+    RunLock.acquire(tmp_path).release()
+
+
 def test_run_dir_that_is_a_file(tmp_path: Path) -> None:
     f = tmp_path / "not-a-dir"
     f.write_text("x")

@@ -172,6 +172,33 @@ def test_eval_and_report_commands(trained: Path, tmp_path: Path, capsys) -> None
     assert "index.html" in capsys.readouterr().out
 
 
+def test_eval_with_and_without_the_library(trained: Path, tmp_path: Path, capsys) -> None:
+    from slea.cli import main
+    from slea.train.trainer import Trainer
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained, run_dir)
+    for how in ("none", "task", "step"):
+        assert main(["eval", "--run", str(run_dir), "--retrieval", how, "--no-greedy"]) == 0
+        out = capsys.readouterr().out
+        assert "greedy:" not in out
+        assert ("without the library" in out) == (how == "none")
+    res = {
+        how: json.loads((run_dir / "eval" / f"test_iter_4_{how}.json").read_text())
+        for how in ("none", "task", "step")
+    }
+    assert not (run_dir / "eval" / "test_iter_4.json").exists()
+    none, task, step = res["none"], res["task"], res["step"]
+    assert none["success_greedy"] is None and none["greedy"] is None and none["retrieval"] == "none"
+    assert not none["library_in_prompts"] and none["sampled"]["retrieval_fraction"] == 0.0
+    assert task["library_in_prompts"] and step["library_in_prompts"]
+    assert task["sampled"]["retrieval_fraction"] > 0 and step["sampled"]["retrieval_fraction"] > 0
+    with Trainer.load(run_dir) as trainer:
+        with pytest.raises(ValueError, match="retrieval: must be one of none, step, task"):
+            trainer.evaluate("test", retrieval="always")
+        assert trainer.evaluate("test", retrieval="none")["success"] == none["success_sampled"]
+
+
 def test_corrupted_checkpoint_is_refused_and_kept(trained: Path, tmp_path: Path) -> None:
     from slea.train.trainer import Trainer
 

@@ -322,8 +322,13 @@ class RunLock:
     """
 
     def __init__(self, run_dir: Path, fd: int) -> None:
+        import fcntl
+
         self.run_dir = run_dir
         self._fd: int | None = fd
+        # bound now: a lock released by the garbage collector at interpreter exit cannot import
+        self._unlock: Callable[[int], Any] = lambda f: fcntl.flock(f, fcntl.LOCK_UN)
+        self._close = os.close
 
     @classmethod
     def acquire(cls, run_dir: str | os.PathLike[str], purpose: str = "training") -> RunLock:
@@ -361,13 +366,11 @@ class RunLock:
         """Unlock (idempotent); the lock file stays, unlocked."""
         if self._fd is None:
             return
-        import fcntl
-
         fd, self._fd = self._fd, None
         try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            self._unlock(fd)
         finally:
-            os.close(fd)
+            self._close(fd)
 
     def __del__(self) -> None:
         self.release()

@@ -2,15 +2,18 @@
 
 ``slea eval --run DIR [--split test]`` plays every game of the split with the run's prompts
 (library included), sampled and greedy, prints the success rates and writes the result to
-``DIR/eval/<split>_iter_<N>.json``.
+``DIR/eval/<split>_iter_<N>.json``. ``--retrieval none`` plays the same policy without its
+library (``step`` / ``task``: with it, retrieved per step or once per episode; the file name then
+ends in ``_<retrieval>``), which separates what the weights learnt from what the library adds;
+``--no-greedy`` skips the greedy pass.
 
 ``slea eval --config FILE [--set KEY=VALUE ...] [--split test] [--out result.json]`` evaluates the
 policy the config starts from (a pretrained model zero-shot, or the seeded tiny model) without a
 run directory: it plays in a temporary directory that is removed afterwards, and writes the result
 to ``--out`` (atomically) when given.
 
-The result holds ``success_sampled``, ``success_greedy``, ``episodes`` (sampled) and
-``episodes_greedy``, ``by_type`` where the env's tasks have types, and the full ``sampled`` and
+The result holds ``success_sampled``, ``success_greedy`` (null with ``--no-greedy``), ``episodes``
+(sampled) and ``episodes_greedy``, ``retrieval`` and ``library_in_prompts``, ``by_type`` where the env's tasks have types, and the full ``sampled`` and
 ``greedy`` records.
 """
 
@@ -54,6 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-tasks", type=_positive, default=None, metavar="N", help="at most N tasks (>= 1)"
     )
     parser.add_argument(
+        "--retrieval",
+        choices=("config", "none", "step", "task"),
+        default="config",
+        help="the library in the prompts: as the config says (default), none (the policy "
+        "alone), or retrieved per step or once per task",
+    )
+    parser.add_argument(
+        "--no-greedy", action="store_true", help="play only the sampled episodes (no greedy pass)"
+    )
+    parser.add_argument(
         "--out",
         metavar="FILE",
         default=None,
@@ -73,31 +86,44 @@ def _positive(text: str) -> int:
 
 
 def evaluate(
-    trainer: Any, split: str, episodes: int | None, max_tasks: int | None
+    trainer: Any,
+    split: str,
+    episodes: int | None,
+    max_tasks: int | None,
+    *,
+    retrieval: str | None = None,
+    greedy: bool = True,
 ) -> dict[str, Any]:
-    """Sampled and greedy evaluation of ``trainer``'s policy on ``split``, as one result."""
+    """Sampled and (unless ``greedy`` is false) greedy evaluation of ``trainer``'s policy on
+    ``split``, as one result; ``retrieval`` as :meth:`slea.Trainer.evaluate` takes it."""
     n = episodes or trainer.config.eval.episodes_per_task
     limit = max_tasks or 0
-    sampled = trainer.evaluate(split, episodes_per_task=n, max_tasks=limit)
-    greedy = trainer.evaluate(split, greedy=True, max_tasks=limit)
+    sampled = trainer.evaluate(split, episodes_per_task=n, max_tasks=limit, retrieval=retrieval)
+    played: dict[str, Any] = (
+        trainer.evaluate(split, greedy=True, max_tasks=limit, retrieval=retrieval)
+        if greedy
+        else {"success": None, "episodes": 0}
+    )
     result: dict[str, Any] = {
         "split": split,
         "iteration": trainer.iteration,
+        "retrieval": retrieval or "config",
+        "library_in_prompts": sampled.get("library", {}).get("in_prompts", False),
         "success_sampled": sampled["success"],
-        "success_greedy": greedy["success"],
+        "success_greedy": played["success"],
         "episodes": sampled["episodes"],
-        "episodes_greedy": greedy["episodes"],
+        "episodes_greedy": played["episodes"],
     }
     if "by_type" in sampled:
         result["by_type"] = {
             kind: {
                 "success_sampled": row["success"],
-                "success_greedy": greedy.get("by_type", {}).get(kind, {}).get("success"),
+                "success_greedy": played.get("by_type", {}).get(kind, {}).get("success"),
                 "episodes": row["episodes"],
             }
             for kind, row in sampled["by_type"].items()
         }
-    result["sampled"], result["greedy"] = sampled, greedy
+    result["sampled"], result["greedy"] = sampled, (played if greedy else None)
     return result
 
 
@@ -113,18 +139,24 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} is a directory; give a file name")
+    how: dict[str, Any] = {
+        "retrieval": None if args.retrieval == "config" else args.retrieval,
+        "greedy": not args.no_greedy,
+    }
     if args.run:
         with Trainer.load(args.run) as trainer:
-            result = evaluate(trainer, args.split, args.episodes, args.max_tasks)
+            result = evaluate(trainer, args.split, args.episodes, args.max_tasks, **how)
             where = f"checkpoint iteration {result['iteration']}"
-            out = out or trainer.run_dir / "eval" / f"{args.split}_iter_{trainer.iteration}.json"
+            tag = "" if args.retrieval == "config" else f"_{args.retrieval}"
+            name = f"{args.split}_iter_{trainer.iteration}{tag}.json"
+            out = out or trainer.run_dir / "eval" / name
     else:
         cfg = TrainConfig.from_yaml(args.config, args.set)
         tmp = Path(tempfile.mkdtemp(prefix="slea-eval-"))
         try:  # the initial policy plays in a throwaway run directory
             cfg = cfg.replace(f"run.dir={tmp / 'run'}", "logging.progress=false")
             with Trainer(cfg) as trainer:
-                result = evaluate(trainer, args.split, args.episodes, args.max_tasks)
+                result = evaluate(trainer, args.split, args.episodes, args.max_tasks, **how)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         result["config"] = str(args.config)
@@ -132,12 +164,14 @@ def run(args: argparse.Namespace) -> int:
         where = "initial policy of " + str(args.config)
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=1) + "\n")
-    print(f"{where}, split {args.split}")
+    library = "with the library" if result["library_in_prompts"] else "without the library"
+    print(f"{where}, split {args.split}, {library}")
     print(f"  sampled: success {result['success_sampled']:.2f} over {result['episodes']} episodes")
-    print(
-        f"  greedy:  success {result['success_greedy']:.2f} over "
-        f"{result['episodes_greedy']} episodes"
-    )
+    if result["success_greedy"] is not None:
+        print(
+            f"  greedy:  success {result['success_greedy']:.2f} over "
+            f"{result['episodes_greedy']} episodes"
+        )
     for kind, row in result.get("by_type", {}).items():
         print(f"  {kind}: sampled {row['success_sampled']:.2f} over {row['episodes']} episodes")
     if out is not None:

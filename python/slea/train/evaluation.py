@@ -106,6 +106,7 @@ class Evaluator:
         episodes_per_task: int = 1,
         max_tasks: int = 0,
         evolve: Callable[[ExperienceLibrary, Rollout], Any] | None = None,
+        use_library: bool | None = None,
     ) -> dict[str, Any]:
         """Play every task of ``split`` (at most ``max_tasks``; 0 = all) ``episodes_per_task``
         times; return success rate, mean return, episode length, retrieval fraction, steps and
@@ -114,7 +115,8 @@ class Evaluator:
         (when the tasks have types, e.g. ALFWorld's pick, look, ...) ``by_type``: ``{type:
         {success, return, episodes}}``.
 
-        The library is used when retrieval is active at ``iteration`` and ``retrieval.in_eval``;
+        The library is used when retrieval is active at ``iteration`` and ``retrieval.in_eval``
+        (``use_library``, when given, replaces ``retrieval.in_eval``);
         ``evolve(library_copy, rollout)`` runs after each wave when given (test-time evolution).
         Sampled episodes play at ``eval.temperature`` when it is set.
         """
@@ -132,9 +134,8 @@ class Evaluator:
         ]
         venv = self._venv(split, len(specs))
         gen = torch.Generator().manual_seed(setup.mix(cfg.train.seed, iteration, split, greedy))
-        use_library = cfg.retrieval.in_eval and cfg.retrieval.active(
-            iteration, len(library), evaluating=True
-        )
+        in_eval = cfg.retrieval.in_eval if use_library is None else use_library
+        use_library = in_eval and cfg.retrieval.active(iteration, len(library), evaluating=True)
         episodes, rows, retrieved, invalid = [], 0, 0, 0
         used = {  # which library this evaluation played with (a copy; the training one is kept)
             "source": f"copy of the training library after iteration {iteration}",

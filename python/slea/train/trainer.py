@@ -21,6 +21,7 @@ saves; every rank takes its share of the update (DDP, gloo on CPU, NCCL on GPU).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -59,6 +60,8 @@ from slea.train.logging import MetricsLogger, Progress
 from slea.trajectory import Episode
 
 TIMING_KEYS = metrics.TIMING_KEYS
+EVAL_RETRIEVAL = ("none", "step", "task")
+"""What :meth:`Trainer.evaluate` can be told to retrieve: no library, or per step, or per task."""
 
 
 def usable_episodes(rollout: Rollout) -> list[Episode]:
@@ -324,8 +327,10 @@ class Trainer:
         seed: int,
         greedy: bool = False,
         temperature: float | None = None,
+        level: str | None = None,
     ) -> Rollout:
-        """:func:`slea.rollout.collect` with this run's engine, prompts and keys."""
+        """:func:`slea.rollout.collect` with this run's engine, prompts and keys (``level``:
+        ``step`` or ``task`` retrieval, default ``retrieval.level``)."""
         canon = self.canon
         return collect(
             self.engine,
@@ -337,7 +342,7 @@ class Trainer:
             anchor_fn=lambda text: structural_hash(text, canon),
             action_key_fn=structural_hash,
             retrieve=None if library is None else library.retrieve_batch,
-            retrieve_once=self.config.retrieval.level == "task",
+            retrieve_once=(level or self.config.retrieval.level) == "task",
             generator=generator,
             greedy=greedy,
             temperature=temperature,
@@ -354,6 +359,7 @@ class Trainer:
         greedy: bool = False,
         episodes_per_task: int = 1,
         max_tasks: int = 0,
+        retrieval: str | None = None,
     ) -> dict[str, Any]:
         """Play every task of ``split`` (``train``, ``valid`` or ``test``) ``episodes_per_task`` times.
 
@@ -361,7 +367,18 @@ class Trainer:
         ``retrieval.in_eval``) on copies of the clusterer and library; with ``eval.evolve`` the
         copy evolves during the evaluation and is dropped afterwards. Returns success rate, mean
         return, episode count and retrieval fraction.
+
+        ``retrieval`` overrides the config for this evaluation: ``none`` plays without the
+        library (the policy alone), ``step`` or ``task`` with it (where retrieval is active, as
+        ``retrieval.in_eval=true``) at that ``retrieval.level``; ``None`` keeps the config.
         """
+        if retrieval not in (None, *EVAL_RETRIEVAL):
+            raise ValueError(
+                f"retrieval: must be one of {', '.join(EVAL_RETRIEVAL)} or None, got {retrieval!r}"
+            )
+        play = self._play
+        if retrieval in ("step", "task"):
+            play = functools.partial(self._play, level=retrieval)
         evolve = None
         if self.config.eval.evolve:
 
@@ -375,7 +392,7 @@ class Trainer:
                 )
 
         return self.evaluator.evaluate(
-            self._play,
+            play,
             split,
             clusterer=self.clusterer,
             library=self.library,
@@ -384,6 +401,7 @@ class Trainer:
             episodes_per_task=episodes_per_task,
             max_tasks=max_tasks,
             evolve=evolve,
+            use_library=None if retrieval is None else retrieval != "none",
         )
 
     def evaluate_all(self, *, final: bool) -> dict[str, Any]:
@@ -605,4 +623,4 @@ class Trainer:
         return f"Trainer(run_dir={str(self.run_dir)!r}, iteration={self.iteration}, policy={self.policy!r})"
 
 
-__all__ = ["TIMING_KEYS", "Trainer", "sample_episodes", "usable_episodes"]
+__all__ = ["EVAL_RETRIEVAL", "TIMING_KEYS", "Trainer", "sample_episodes", "usable_episodes"]
