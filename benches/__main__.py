@@ -63,6 +63,10 @@ BENCHES: dict[str, tuple[str, str]] = {
         "benches.zero_shot",
         "zero-shot success of a configured (pretrained) policy vs uniform random, same games",
     ),
+    "update_order": (
+        "benches.update_order",
+        "the PPO update with micro-batches in episode order vs shuffled rows (packed prefixes)",
+    ),
     "greedy": (
         "benches.greedy",
         "greedy play of a trained run with every action's probability (diagnostics)",
