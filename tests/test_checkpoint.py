@@ -8,7 +8,16 @@ import os
 import pytest
 
 from slea.errors import SnapshotError
-from slea.rundir import CheckpointManager, atomic_write_text, read_metrics, truncate_metrics
+from slea.rundir import (
+    DIR_MODE,
+    FILE_MODE,
+    CheckpointManager,
+    atomic_write_text,
+    install_dir,
+    read_metrics,
+    staging_dir,
+    truncate_metrics,
+)
 from slea.train.logging import MetricsLogger, flatten
 
 
@@ -81,6 +90,22 @@ def test_atomic_write_text(tmp_path) -> None:
     atomic_write_text(p, "one")
     atomic_write_text(p, "two")
     assert p.read_text() == "two" and os.listdir(p.parent) == ["f.txt"]
+
+
+def test_written_files_and_directories_get_the_usual_modes(tmp_path) -> None:
+    # not the 0o600 / 0o700 of temporary files: what open() and mkdir give under the umask
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert FILE_MODE == 0o666 & ~umask and DIR_MODE == 0o777 & ~umask
+    atomic_write_text(tmp_path / "f.txt", "x")
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == FILE_MODE
+    staged = staging_dir(tmp_path / "out")
+    (staged / "a").write_text("x")
+    final = install_dir(staged, tmp_path / "out")
+    assert final.stat().st_mode & 0o777 == DIR_MODE
+    ckpt = CheckpointManager(tmp_path / "run").save(1, _writer("w"))
+    assert ckpt.stat().st_mode & 0o777 == DIR_MODE
+    assert (ckpt / "manifest.json").stat().st_mode & 0o777 == FILE_MODE
 
 
 def test_metrics_logger_and_truncation(tmp_path) -> None:

@@ -68,12 +68,33 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import (setting it to read it is not thread-safe later)
+FILE_MODE = 0o666 & ~_UMASK
+"""Mode of the files and directories written here (``0o777 & ~umask`` for directories): what
+``open()`` and ``mkdir`` would give, not the ``0o600`` / ``0o700`` of temporary files."""
+DIR_MODE = 0o777 & ~_UMASK
+
+
+def _mkdtemp(prefix: str, parent: Path) -> Path:
+    """A new directory with ``mkdir``'s usual mode (``tempfile.mkdtemp`` makes it ``0o700``)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(path, DIR_MODE)
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename (mode ``FILE_MODE``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -105,7 +126,7 @@ def fsync_tree(path: Path) -> None:
 def staging_dir(final: Path) -> Path:
     """A new empty hidden directory next to ``final`` (same filesystem, so renames are atomic)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    return _mkdtemp(f".{final.name}.tmp-", final.parent)
 
 
 def install_dir(staged: Path, final: Path, *, replace: bool = True) -> Path:
@@ -235,7 +256,7 @@ class CheckpointManager:
         if iteration < 0:
             raise ValueError(f"iteration must be >= 0, got {iteration}")
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-iter_{iteration}-", dir=self.root))
+        tmp = _mkdtemp(f".tmp-iter_{iteration}-", self.root)
         try:
             write(tmp)
             write_manifest(tmp, {"iteration": iteration, **(meta or {})})
@@ -378,6 +399,8 @@ class RunLock:
 
 __all__ = [
     "CONFIG",
+    "DIR_MODE",
+    "FILE_MODE",
     "LOCK",
     "MANIFEST",
     "METRICS",
