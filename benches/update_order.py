@@ -77,6 +77,8 @@ def measure(config: Path, overrides: list[str], reps: int, seed: int) -> dict[st
             policy = trainer.policy
             start = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
             shuffle = np.random.default_rng(seed).permutation(len(records))
+            tokens = np.mean([len(r.prompt_ids) for r in records])
+            print(f"  {len(records)} decisions, prompts {tokens:.0f} tokens on average", flush=True)
 
             def run(order: str) -> tuple[float, float]:
                 with torch.no_grad():
