@@ -34,10 +34,9 @@ def measure(config: Path, overrides: list[str], reps: int, seed: int) -> dict[st
     import torch
 
     import slea
-    from slea.algo.advantages import compute_advantages
     from slea.algo.update import make_optimizer, update_policy
     from slea.train.config import TrainConfig
-    from slea.train.trainer import sample_episodes
+    from slea.train.trainer import rollout_advantages, sample_episodes
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="slea-update-order-") as tmp:
@@ -63,14 +62,7 @@ def measure(config: Path, overrides: list[str], reps: int, seed: int) -> dict[st
                 seed=seed,
             )
             play_s = time.perf_counter() - t0
-            key = "cluster" if cfg.advantage.estimator == "slea" else "anchor"
-            adv = compute_advantages(
-                rollout.step_batch(key),
-                estimator=cfg.advantage.estimator,
-                gamma=cfg.advantage.gamma,
-                mode=cfg.advantage.mode,
-                step_weight=cfg.advantage.step_weight,
-            ).advantage
+            adv = rollout_advantages(rollout, cfg.advantage).advantage
             keep = [i for i, r in enumerate(rollout.records) if r.num_units]
             records = [rollout.records[i] for i in keep]
             adv = np.asarray(adv)[keep]

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slea.algo.advantages import compute_advantages
+from slea.algo.advantages import AdvantageConfig, compute_advantages
 from slea.algo.update import make_optimizer, recompute_old_logprobs, scheduled_lr, update_policy
 from slea.clustering import ObservationClusterer, structural_hash
 from slea.engine import ActionRecord, Engine
@@ -62,6 +62,20 @@ from slea.trajectory import Episode
 TIMING_KEYS = metrics.TIMING_KEYS
 EVAL_RETRIEVAL = ("none", "step", "task")
 """What :meth:`Trainer.evaluate` can be told to retrieve: no library, or per step, or per task."""
+
+
+def rollout_advantages(rollout: Rollout, cfg: AdvantageConfig) -> Any:
+    """The advantages of ``rollout`` under ``cfg``: episode groups plus step groups, keyed by
+    observation cluster for the slea estimator and by exact state (anchor) for the others."""
+    key = "cluster" if cfg.estimator == "slea" else "anchor"
+    return compute_advantages(
+        rollout.step_batch(key),
+        estimator=cfg.estimator,
+        gamma=cfg.gamma,
+        mode=cfg.mode,
+        step_weight=cfg.step_weight,
+        invalid_penalty=cfg.invalid_penalty,
+    )
 
 
 def usable_episodes(rollout: Rollout) -> list[Episode]:
@@ -267,15 +281,7 @@ class Trainer:
         marks["rollout"] = time.perf_counter()
 
         # 2. advantages: episode + step groups (observation clusters for slea, exact states else)
-        key = "cluster" if cfg.advantage.estimator == "slea" else "anchor"
-        advantages = compute_advantages(
-            rollout.step_batch(key),
-            estimator=cfg.advantage.estimator,
-            gamma=cfg.advantage.gamma,
-            mode=cfg.advantage.mode,
-            step_weight=cfg.advantage.step_weight,
-            invalid_penalty=cfg.advantage.invalid_penalty,
-        )
+        advantages = rollout_advantages(rollout, cfg.advantage)
         marks["advantages"] = time.perf_counter()
 
         # 3. update: PPO-clip + k3 KL to the initial policy; then the engine acts with it
@@ -623,4 +629,11 @@ class Trainer:
         return f"Trainer(run_dir={str(self.run_dir)!r}, iteration={self.iteration}, policy={self.policy!r})"
 
 
-__all__ = ["EVAL_RETRIEVAL", "TIMING_KEYS", "Trainer", "sample_episodes", "usable_episodes"]
+__all__ = [
+    "EVAL_RETRIEVAL",
+    "TIMING_KEYS",
+    "Trainer",
+    "rollout_advantages",
+    "sample_episodes",
+    "usable_episodes",
+]
