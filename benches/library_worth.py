@@ -177,8 +177,8 @@ def _job(args: argparse.Namespace, seed: int, distiller: str, arms: list[str]) -
     cmd += ["--arms", *arms]
     for o in args.overrides:
         cmd += ["--set", o]
-    proc = subprocess.run(cmd, env=subprocess_env(), cwd=ROOT, text=True, capture_output=True)
-    sys.stdout.write(proc.stdout)
+    # the worker's progress lines reach the terminal as they come; its stderr is kept for errors
+    proc = subprocess.run(cmd, env=subprocess_env(), cwd=ROOT, text=True, stderr=subprocess.PIPE)
     if proc.returncode != 0:
         raise RuntimeError(f"seed {seed} {distiller} failed:\n{proc.stderr[-3000:]}")
     return dict(json.loads(part.read_text()))
