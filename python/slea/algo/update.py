@@ -12,8 +12,8 @@ shuffle that chose them: the steps of one episode then share a micro-batch and t
 pass computes their common prompt prefix once.
 
 Multi-process (``torchrun``): pass the model wrapped in ``DistributedDataParallel``; every rank gets
-the same rows and takes a contiguous 1/world of each mini-batch (in batch order), gradients are all-reduced once
-per mini-batch (``no_sync`` on the other micro-batches) and each rank's loss is scaled by the world
+the same rows and takes a contiguous 1/world of each mini-batch (in batch order), gradients are
+all-reduced once per mini-batch (``no_sync`` on the other micro-batches) and each rank's loss is scaled by the world
 size, because DDP averages while the token-mean needs the sum over ranks.
 """
 
@@ -164,7 +164,9 @@ def _minibatches(n: int, cfg: UpdateConfig, generator: torch.Generator | None) -
         else:
             order = list(range(n))
         size = -(-n // cfg.minibatches)
-        out.extend(order[i : i + size] for i in range(0, n, size))
+        # each mini-batch in batch order: consecutive rows are the steps of one episode, whose
+        # prompts share a prefix that the packed pass computes once per micro-batch
+        out.extend(sorted(order[i : i + size]) for i in range(0, n, size))
     return [mb for mb in out if mb]
 
 
@@ -206,11 +208,8 @@ def update_policy(
     norms = []
     for mb in _minibatches(len(records), cfg, generator):
         normalizer = float(sum(records[i].num_units for i in mb))
-        # rows in batch order: consecutive rows are the steps of one episode, whose prompts share
-        # a prefix that the packed pass computes once (a shuffled micro-batch shares nothing)
-        ordered = sorted(mb)
-        size = -(-len(ordered) // world)
-        shard, weight = ordered[rank * size : (rank + 1) * size], 1.0
+        size = -(-len(mb) // world)  # a contiguous share per rank keeps episodes together
+        shard, weight = mb[rank * size : (rank + 1) * size], 1.0
         if not shard:  # fewer rows than ranks: join the all-reduce with a zero-weight row
             shard, weight = mb[:1], 0.0
         optimizer.zero_grad(set_to_none=True)

@@ -13,8 +13,8 @@ run directory: it plays in a temporary directory that is removed afterwards, and
 to ``--out`` (atomically) when given.
 
 The result holds ``success_sampled``, ``success_greedy`` (null with ``--no-greedy``), ``episodes``
-(sampled) and ``episodes_greedy``, ``retrieval`` and ``library_in_prompts``, ``by_type`` where the env's tasks have types, and the full ``sampled`` and
-``greedy`` records.
+(sampled) and ``episodes_greedy``, ``retrieval`` and ``library_in_prompts``, ``by_type`` where the
+env's tasks have types, and the full ``sampled`` and ``greedy`` records.
 """
 
 from __future__ import annotations
