@@ -52,16 +52,8 @@ def measure(config: Path, overrides: list[str], reps: int, seed: int) -> dict[st
                 cfg.rollout.group_size,
                 trainer.task_rng,
             )
-            assert trainer.venv is not None
             t0 = time.perf_counter()
-            rollout = trainer._play(
-                trainer.venv,
-                specs,
-                clusterer=trainer.clusterer,
-                library=None,
-                generator=trainer.sample_rng,
-                seed=seed,
-            )
+            rollout = trainer.play(specs, generator=trainer.sample_rng, seed=seed)
             play_s = time.perf_counter() - t0
             adv = rollout_advantages(rollout, cfg.advantage).advantage
             keep = [i for i, r in enumerate(rollout.records) if r.num_units]

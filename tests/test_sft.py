@@ -88,11 +88,8 @@ def test_pairs_are_the_rollout_prompts(tmp_path, show_admissible):
         task = trainer.tasks.tasks("train")[0]
         from slea.rollout import EpisodeSpec
 
-        rollout = trainer._play(
-            trainer.venv,
+        rollout = trainer.play(
             [EpisodeSpec(group=0, options=task.options, task_id=task.name)],
-            clusterer=setup.make_clusterer(trainer.config),
-            library=None,
             generator=torch.Generator().manual_seed(3),
             seed=11,
         )

@@ -199,6 +199,55 @@ def test_eval_with_and_without_the_library(trained: Path, tmp_path: Path, capsys
         assert trainer.evaluate("test", retrieval="none")["success"] == none["success_sampled"]
 
 
+def test_play_keeps_nothing_and_is_seeded(trained: Path) -> None:
+    """``Trainer.play`` plays a batch (or given episodes, on any split) with the current policy:
+    the same seed gives the same rollout, and the run's clusterer, library, counters and weights
+    stay as they were; the library reaches the prompts only when asked."""
+    from slea.rollout import EpisodeSpec
+    from slea.train.trainer import Trainer
+
+    with Trainer.load(trained) as trainer:
+        state = (trainer.iteration, trainer.env_steps, trainer.next_episode_id)
+        clusters, entries = len(trainer.clusterer), len(trainer.library)
+        version = int(trainer.library.version)
+        weights = {k: v.clone() for k, v in trainer.policy.model.state_dict().items()}
+        r = trainer.config.rollout
+
+        a, b = trainer.play(seed=5), trainer.play(seed=5)
+        assert len(a.episodes) == r.tasks_per_iteration * r.group_size
+        assert [x.response_ids for x in a.records] == [x.response_ids for x in b.records]
+        assert not any(a.retrieved)  # default: the policy alone
+        step = trainer.play(seed=5, retrieval="step")
+        assert any(step.retrieved) and entries > 0
+
+        task = trainer.tasks.tasks("test")[0]
+        held = trainer.play(
+            [EpisodeSpec(group=0, options=task.options, task_id=task.name)] * 2,
+            split="test",
+            greedy=True,
+        )
+        assert [e.task_id for e in held.episodes] == [task.name] * 2
+        assert [s.action for s in held.episodes[0].steps] == [
+            s.action for s in held.episodes[1].steps
+        ]
+
+        assert (trainer.iteration, trainer.env_steps, trainer.next_episode_id) == state
+        assert (len(trainer.clusterer), len(trainer.library)) == (clusters, entries)
+        assert int(trainer.library.version) == version
+        after = trainer.policy.model.state_dict()
+        assert all(bool((after[k] == v).all()) for k, v in weights.items())
+
+        with pytest.raises(ValueError, match="retrieval: must be one of"):
+            trainer.play(retrieval="always")
+        with pytest.raises(ValueError, match="split: must be train, valid or test"):
+            trainer.play(split="dev")
+        with pytest.raises(ValueError, match="specs: no episodes"):
+            trainer.play([])
+        too_many = [EpisodeSpec(group=0, options=task.options, task_id=task.name)] * 1000
+        with pytest.raises(ValueError, match="specs: 1000 episodes"):
+            trainer.play(too_many, split="test")
+
+
 def test_corrupted_checkpoint_is_refused_and_kept(trained: Path, tmp_path: Path) -> None:
     from slea.train.trainer import Trainer
 

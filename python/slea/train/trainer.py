@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ from slea.rundir import (
 )
 from slea.train import distributed, metrics, preflight, setup
 from slea.train.config import TrainConfig
-from slea.train.evaluation import Evaluator
+from slea.train.evaluation import Evaluator, memory_copies
 from slea.train.logging import MetricsLogger, Progress
 from slea.trajectory import Episode
 
@@ -85,15 +86,23 @@ def usable_episodes(rollout: Rollout) -> list[Episode]:
 
 
 def sample_episodes(
-    tasks: TaskSource, tasks_per_iteration: int, group_size: int, rng: np.random.Generator
+    tasks: TaskSource,
+    tasks_per_iteration: int,
+    group_size: int,
+    rng: np.random.Generator,
+    *,
+    split: str = "train",
 ) -> list[EpisodeSpec]:
-    """``tasks_per_iteration`` training tasks drawn from ``rng`` (with replacement only when there
-    are fewer tasks), augmented by the task source, each played by ``group_size`` episodes."""
-    train = tasks.tasks("train")
-    picks = rng.choice(
-        len(train), size=tasks_per_iteration, replace=tasks_per_iteration > len(train)
-    )
-    chosen = tasks.augment([train[int(t)] for t in picks], rng)
+    """``tasks_per_iteration`` tasks of ``split`` drawn from ``rng`` (with replacement only when
+    there are fewer tasks), each played by ``group_size`` episodes; training tasks are augmented
+    by the task source (held-out ones never are)."""
+    pool = tasks.tasks(split)
+    if not pool:
+        raise ValueError(f"split: the task source has no {split!r} tasks")
+    picks = rng.choice(len(pool), size=tasks_per_iteration, replace=tasks_per_iteration > len(pool))
+    chosen = [pool[int(t)] for t in picks]
+    if split == "train":
+        chosen = tasks.augment(chosen, rng)
     return [
         EpisodeSpec(group=b, options=task.options, task_id=task.name)
         for b, task in enumerate(chosen)
@@ -321,6 +330,79 @@ class Trainer:
             timing=timing,
             elapsed_s=self.elapsed_s,
         )
+
+    def play(
+        self,
+        specs: Sequence[EpisodeSpec] | None = None,
+        *,
+        split: str = "train",
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+        greedy: bool = False,
+        temperature: float | None = None,
+        retrieval: str = "none",
+    ) -> Rollout:
+        """Play one batch with the current policy and keep nothing: no update, no evolution, no
+        counter moves, and the clusterer and library it plays with are copies (as in
+        :meth:`evaluate`). For looking at rollouts (prompts, actions, old log-probs, episodes),
+        benchmarks and tests.
+
+        Args:
+            specs: the episodes, at most as many as the split's vector env holds (the training
+                env: ``rollout.tasks_per_iteration * rollout.group_size``). Default: a batch as a
+                training iteration draws it, from ``split`` (tasks drawn with ``seed``).
+            split: whose vector env plays (``train``, ``valid`` or ``test``).
+            seed: seeds the env resets and, without ``generator``, the sampling.
+            generator: the sampling's random stream (continued, not reset).
+            greedy, temperature: as in :func:`slea.rollout.collect`.
+            retrieval: ``none`` (the policy alone), or the library retrieved per ``step`` or once
+                per ``task`` (whatever ``retrieval.warmup`` says).
+        """
+        if split not in ("train", "valid", "test"):
+            raise ValueError(f"split: must be train, valid or test, got {split!r}")
+        if retrieval not in EVAL_RETRIEVAL:
+            raise ValueError(
+                f"retrieval: must be one of {', '.join(EVAL_RETRIEVAL)}, got {retrieval!r}"
+            )
+        r = self.config.rollout
+        if specs is None:
+            specs = sample_episodes(
+                self.tasks,
+                r.tasks_per_iteration,
+                r.group_size,
+                np.random.default_rng(seed),
+                split=split,
+            )
+        specs = list(specs)
+        if not specs:
+            raise ValueError("specs: no episodes to play")
+        if split == "train":
+            if self.venv is None:
+                raise SleaError("play: this process has no training env (only rank 0 plays)")
+            venv = self.venv
+        else:
+            venv = self.evaluator._venv(
+                split, min(len(specs), r.tasks_per_iteration * r.group_size)
+            )
+        if len(specs) > venv.num_envs:
+            raise ValueError(
+                f"specs: {len(specs)} episodes, but the {split} vector env holds {venv.num_envs}; "
+                "play them in waves"
+            )
+        if generator is None:
+            generator = torch.Generator().manual_seed(seed)
+        with memory_copies(self.clusterer, self.library) as (clusterer, library):
+            return self._play(
+                venv,
+                specs,
+                clusterer=clusterer,
+                library=None if retrieval == "none" else library,
+                generator=generator,
+                seed=seed,
+                greedy=greedy,
+                temperature=temperature,
+                level=None if retrieval == "none" else retrieval,
+            )
 
     def _play(
         self,
