@@ -160,3 +160,36 @@ def test_an_unreachable_server_stops_the_start_and_leaves_no_run_dir(
         Trainer(cfg)
     assert not run.exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_reader_beside_a_training_run_leaves_its_adapters_alone(
+    model_init: Path, tmp_path: Path
+) -> None:
+    """``Trainer.load`` with a server engine (evaluating a run that may go on training) writes
+    its adapters to a directory of its own, under its own served names, and removes it at close:
+    the run's adapters stay byte for byte (a reader used to re-write ``v<k>`` and prune the newer
+    adapter of a run that went on training)."""
+    server = ModelServer(model_init, name="tiny")
+    with ServerThread(create_app(server)) as thread:
+        run = tmp_path / "run"
+        with Trainer(server_config(run, thread.url, model_init)) as trainer:
+            trainer.fit()
+            training_name = trainer.engine._served_name()  # type: ignore[attr-defined]
+        adapters = run / "adapters"
+        shutil.copytree(adapters / "v2", adapters / "v3")  # the run went on meanwhile
+
+        def files() -> dict[Path, tuple[bytes, int]]:
+            return {
+                p.relative_to(adapters): (p.read_bytes(), p.stat().st_mtime_ns)
+                for p in adapters.rglob("*")
+                if p.is_file()
+            }
+
+        before = files()
+        with Trainer.load(run) as reader:
+            own = reader.own_adapters
+            assert own is not None and own.parent == adapters and (own / "v2").is_dir()
+            assert reader.evaluate("test")["episodes"] > 0
+            assert reader.engine._served_name() != training_name  # type: ignore[attr-defined]
+        assert not own.exists()
+        assert files() == before

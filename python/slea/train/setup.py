@@ -244,11 +244,18 @@ def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> HFPoli
     return policy
 
 
-def make_engine(cfg: TrainConfig, policy: HFPolicy) -> Engine:
+def adapter_dir(cfg: TrainConfig) -> Path:
+    """Where a server engine writes the adapters: ``engine.adapter_dir``, else ``RUN/adapters``."""
+    e = cfg.engine
+    return Path(e.adapter_dir) if e.adapter_dir else Path(cfg.run.dir) / "adapters"
+
+
+def make_engine(cfg: TrainConfig, policy: HFPolicy, *, adapters: Path | None = None) -> Engine:
     """What acts in rollouts: ``policy`` itself (``engine.kind: local``), or a
     :class:`~slea.policy.server.ServerEngine` on ``engine.url`` (``server``), checked at once:
     the servers answer and serve ``engine.model``, prompt plus response fit their context, and
-    the initial LoRA adapter (policy version 0) is loaded."""
+    the initial LoRA adapter (policy version 0) is loaded. ``adapters`` replaces
+    :func:`adapter_dir` (a reader of a run uses a directory of its own)."""
     e = cfg.engine
     if e.kind == "local":
         return policy
@@ -257,7 +264,7 @@ def make_engine(cfg: TrainConfig, policy: HFPolicy) -> Engine:
     engine = ServerEngine(
         policy,
         urls=e.url,
-        adapter_dir=Path(e.adapter_dir) if e.adapter_dir else Path(cfg.run.dir) / "adapters",
+        adapter_dir=adapters or adapter_dir(cfg),
         model=e.model,
         concurrency=e.concurrency,
         timeout_s=e.timeout_s,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Sequence
@@ -147,6 +148,12 @@ class Trainer:
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
         self.lock: RunLock | None = None
+        # a reader (Trainer.load) with a server engine writes its adapters to a directory of its
+        # own, removed at close, so a run that goes on training keeps its adapters and names
+        self.own_adapters: Path | None = None
+        if not _writes and cfg.engine.kind == "server":
+            tag = f"load-{os.getpid()}-{secrets.token_hex(4)}"
+            self.own_adapters = setup.adapter_dir(cfg) / tag
         self.config_changes: dict[str, list[Any]] = {}
         created = False
         if _writes and self.rank == 0:  # one process trains in a run directory at a time
@@ -194,7 +201,11 @@ class Trainer:
             distributed.barrier()
         self.policy: HFPolicy = setup.make_policy(cfg, init, checkpoint)
         # rank 0 acts; a server engine probes its URLs and loads the initial adapter here
-        self.engine: Engine = setup.make_engine(cfg, self.policy) if self.rank == 0 else self.policy
+        self.engine: Engine = (
+            setup.make_engine(cfg, self.policy, adapters=self.own_adapters)
+            if self.rank == 0
+            else self.policy
+        )
         self.ddp_model: torch.nn.Module | None = None
         if self.world > 1 and cfg.train.update_policy:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.policy.model)
@@ -672,8 +683,10 @@ class Trainer:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> Trainer:
-        """Open a run's latest checkpoint for evaluation; writes nothing to the run directory
-        and takes no lock (a run may go on training meanwhile)."""
+        """Open a run's latest checkpoint for evaluation; takes no lock (a run may go on training
+        meanwhile) and writes nothing to the run directory, except with a server engine: its
+        adapters go to a directory of their own under ``engine.adapter_dir`` (the servers must
+        read them), ``load-<pid>-<random>``, removed at :meth:`close`."""
         cfg, latest = setup.open_run(run_dir)
         if latest is None:
             raise SleaError(
@@ -688,6 +701,9 @@ class Trainer:
         engine = getattr(self, "engine", None)
         if engine is not None and engine is not getattr(self, "policy", None):
             getattr(engine, "close", lambda: None)()
+        own = getattr(self, "own_adapters", None)
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
         evaluator = getattr(self, "evaluator", None)
         if evaluator is not None:
             evaluator.close()
