@@ -422,6 +422,35 @@ def test_user_message_and_fitting() -> None:
     assert "> go 6" not in short.messages[1]["content"]
 
 
+def test_experiences_go_before_the_system_message_is_cut() -> None:
+    """A prompt that does not fit with its experiences drops them (and says so in ``ids``)
+    instead of cutting the start of the system message; only rules, task and actions that
+    alone exceed the limit lose the prompt's start."""
+
+    def encode(messages):
+        return " ".join(m["content"] for m in messages).split()
+
+    exps = [Exp(1, "tip " * 8, "strategy"), Exp(2, "warn " * 8, "warning")]
+    kw = dict(
+        rules="rule one two",
+        experiences=exps,
+        task="t",
+        history=[Turn("go east", "word " * 5)],
+        observation="obs " * 5,
+        admissible=["take coin"],
+        history_window=4,
+        history_chars=200,
+        budget_tokens=50,
+    )
+    full = build_prompt(encode, _count, max_prompt_tokens=1000, **kw)
+    assert full.experience_ids == (1, 2) and "tip" in full.messages[0]["content"]
+    cut = build_prompt(encode, _count, max_prompt_tokens=15, **kw)
+    assert cut.experience_ids == () and cut.messages[0]["content"] == "rule one two"
+    assert len(cut.ids) <= 15 and cut.ids[:3] == ("rule", "one", "two")  # the start is kept
+    tight = build_prompt(encode, _count, max_prompt_tokens=6, **kw)  # rules + actions too long
+    assert len(tight.ids) == 6 and tight.experience_ids == () and tight.ids[-1] == "coin"
+
+
 def test_chat_history_format_renders_past_turns_as_turns() -> None:
     def encode(messages):
         return " ".join(m["content"] for m in messages).split()

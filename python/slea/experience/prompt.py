@@ -226,8 +226,8 @@ def build_prompt(
 
     The last ``history_window`` turns are shown (``history_format`` ``lines`` or ``chat``);
     while the prompt is too long the oldest turn is dropped, then the observation is cut from
-    the start (its end carries the latest text); a prompt still too long keeps its last
-    ``max_prompt_tokens`` tokens. ``example`` (user, assistant, user, assistant, ...) texts are
+    the start (its end carries the latest text), then the experiences are dropped (``ids`` says
+    none were shown); a prompt still too long keeps its last ``max_prompt_tokens`` tokens. ``example`` (user, assistant, user, assistant, ...) texts are
     a worked exchange placed right after the system message (a format demonstration for
     models that do not answer with a bare action otherwise); it is never dropped.
     """
@@ -271,6 +271,8 @@ def build_prompt(
             turns = turns[1:]
         elif len(obs) > 16:
             obs = "..." + obs[len(obs) // 4 :]
+        elif ids:  # the experiences go before the system message is cut
+            system, ids = rules, ()
         else:
             return Prompt(tuple(tokens[-max_prompt_tokens:]), messages, ids)
 
