@@ -135,13 +135,13 @@ class Evaluator:
         venv = self._venv(split, len(specs))
         gen = torch.Generator().manual_seed(setup.mix(cfg.train.seed, iteration, split, greedy))
         in_eval = cfg.retrieval.in_eval if use_library is None else use_library
-        use_library = in_eval and cfg.retrieval.active(iteration, len(library), evaluating=True)
+        shown = in_eval and cfg.retrieval.active(iteration, len(library), evaluating=True)
         episodes, rows, retrieved, invalid = [], 0, 0, 0
         used = {  # which library this evaluation played with (a copy; the training one is kept)
             "source": f"copy of the training library after iteration {iteration}",
             "entries": len(library),
             "version": int(library.version),
-            "in_prompts": use_library,
+            "in_prompts": shown,
             "evolved": evolve is not None,
         }
         with memory_copies(clusterer, library) as (clusterer_copy, library_copy):
@@ -150,7 +150,7 @@ class Evaluator:
                     venv,
                     specs[lo : lo + venv.num_envs],
                     clusterer=clusterer_copy,
-                    library=library_copy if use_library else None,
+                    library=library_copy if shown else None,
                     generator=gen,
                     greedy=greedy,
                     temperature=temperature,
