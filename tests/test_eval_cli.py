@@ -52,11 +52,21 @@ def test_eval_config_scores_the_initial_policy_without_a_run_dir(
     assert not list(scratch.glob("slea-*"))  # the throwaway run directory is gone
     # the same numbers as the initial policy evaluated in process
     cfg = TrainConfig.from_yaml(TINY, [*SETS, f"run.dir={tmp_path / 'ref'}"])
+    calls: list[tuple[int, int]] = []
     with Trainer(cfg) as trainer:
-        sampled = trainer.evaluate("valid", episodes_per_task=3)
+        sampled = trainer.evaluate(
+            "valid", episodes_per_task=3, progress=lambda done, total: calls.append((done, total))
+        )
         greedy = trainer.evaluate("valid", greedy=True)
     assert result["success_sampled"] == sampled["success"]
     assert result["success_greedy"] == greedy["success"]
+    # progress hears of every wave: from 0 to all 6 episodes, never backwards
+    assert calls[0] == (0, 6) and calls[-1] == (6, 6) and len(calls) >= 2
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    # the CLI draws a bar per pass when the config asks for progress
+    assert main([*args[:-2], "--episodes", "1", "--set", "logging.progress=true"]) == 0
+    out = capsys.readouterr().out
+    assert "valid sampled" in out and "valid greedy" in out and "2/2" in out
 
 
 def test_eval_bad_arguments_are_one_line_errors(

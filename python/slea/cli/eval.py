@@ -93,16 +93,32 @@ def evaluate(
     *,
     retrieval: str | None = None,
     greedy: bool = True,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Sampled and (unless ``greedy`` is false) greedy evaluation of ``trainer``'s policy on
-    ``split``, as one result; ``retrieval`` as :meth:`slea.Trainer.evaluate` takes it."""
+    ``split``, as one result; ``retrieval`` as :meth:`slea.Trainer.evaluate` takes it;
+    ``progress`` draws a bar per pass (episodes played)."""
+    from slea.train.logging import Progress
+
     n = episodes or trainer.config.eval.episodes_per_task
     limit = max_tasks or 0
-    sampled = trainer.evaluate(split, episodes_per_task=n, max_tasks=limit, retrieval=retrieval)
+
+    def play(label: str, **kw: Any) -> dict[str, Any]:
+        bar = Progress(0, enabled=progress, label=label)
+        try:
+            return trainer.evaluate(
+                split,
+                max_tasks=limit,
+                retrieval=retrieval,
+                progress=lambda done, total: bar.advance(done, total=total),
+                **kw,
+            )
+        finally:
+            bar.close()
+
+    sampled = play(f"{split} sampled", episodes_per_task=n)
     played: dict[str, Any] = (
-        trainer.evaluate(split, greedy=True, max_tasks=limit, retrieval=retrieval)
-        if greedy
-        else {"success": None, "episodes": 0}
+        play(f"{split} greedy", greedy=True) if greedy else {"success": None, "episodes": 0}
     )
     result: dict[str, Any] = {
         "split": split,
@@ -145,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.run:
         with Trainer.load(args.run) as trainer:
+            how["progress"] = trainer.config.logging.progress
             result = evaluate(trainer, args.split, args.episodes, args.max_tasks, **how)
             where = f"checkpoint iteration {result['iteration']}"
             tag = "" if args.retrieval == "config" else f"_{args.retrieval}"
@@ -152,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
             out = out or trainer.run_dir / "eval" / name
     else:
         cfg = TrainConfig.from_yaml(args.config, args.set)
+        how["progress"] = cfg.logging.progress
         tmp = Path(tempfile.mkdtemp(prefix="slea-eval-"))
         try:  # the initial policy plays in a throwaway run directory
             cfg = cfg.replace(f"run.dir={tmp / 'run'}", "logging.progress=false")

@@ -107,6 +107,7 @@ class Evaluator:
         max_tasks: int = 0,
         evolve: Callable[[ExperienceLibrary, Rollout], Any] | None = None,
         use_library: bool | None = None,
+        progress: Callable[[int, int], Any] | None = None,
     ) -> dict[str, Any]:
         """Play every task of ``split`` (at most ``max_tasks``; 0 = all) ``episodes_per_task``
         times; return success rate, mean return, episode length, retrieval fraction, steps and
@@ -118,7 +119,8 @@ class Evaluator:
         The library is used when retrieval is active at ``iteration`` and ``retrieval.in_eval``
         (``use_library``, when given, replaces ``retrieval.in_eval``);
         ``evolve(library_copy, rollout)`` runs after each wave when given (test-time evolution).
-        Sampled episodes play at ``eval.temperature`` when it is set.
+        Sampled episodes play at ``eval.temperature`` when it is set. ``progress(done, total)``
+        is called with the episodes played so far, at the start and after each wave.
         """
         cfg = self.config
         temperature = None if greedy or not cfg.eval.temperature else cfg.eval.temperature
@@ -144,6 +146,8 @@ class Evaluator:
             "in_prompts": shown,
             "evolved": evolve is not None,
         }
+        if progress is not None:
+            progress(0, len(specs))
         with memory_copies(clusterer, library) as (clusterer_copy, library_copy):
             for lo in range(0, len(specs), venv.num_envs):
                 rollout = play(
@@ -162,6 +166,8 @@ class Evaluator:
                 invalid += int(rollout.invalid.sum())
                 if evolve is not None:
                     evolve(library_copy, rollout)
+                if progress is not None:
+                    progress(len(episodes), len(specs))
             used["entries_after"] = len(library_copy)
         out: dict[str, Any] = {
             "split": split,

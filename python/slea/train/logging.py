@@ -127,10 +127,11 @@ class Progress:
             iteration, f"{steps_per_s:6.1f} steps/s  success {success:4.2f}  library {library}"
         )
 
-    def advance(self, completed: int, info: str = "") -> None:
-        """Advance to ``completed`` units and show ``info`` after the bar."""
+    def advance(self, completed: int, info: str = "", *, total: int | None = None) -> None:
+        """Advance to ``completed`` units (of ``total``, when it is given: a new total) and
+        show ``info`` after the bar."""
         if self._bar is not None:
-            self._bar.update(self._task, completed=completed, info=info)
+            self._bar.update(self._task, completed=completed, total=total, info=info)
 
     def close(self) -> None:
         """Stop drawing."""

@@ -27,7 +27,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -459,6 +459,7 @@ class Trainer:
         episodes_per_task: int = 1,
         max_tasks: int = 0,
         retrieval: str | None = None,
+        progress: Callable[[int, int], Any] | None = None,
     ) -> dict[str, Any]:
         """Play every task of ``split`` (``train``, ``valid`` or ``test``) ``episodes_per_task`` times.
 
@@ -470,6 +471,7 @@ class Trainer:
         ``retrieval`` overrides the config for this evaluation: ``none`` plays without the
         library (the policy alone), ``step`` or ``task`` with it (where retrieval is active, as
         ``retrieval.in_eval=true``) at that ``retrieval.level``; ``None`` keeps the config.
+        ``progress(done, total)`` hears of the episodes played, after each wave.
         """
         if retrieval not in (None, *EVAL_RETRIEVAL):
             raise ValueError(
@@ -501,6 +503,7 @@ class Trainer:
             max_tasks=max_tasks,
             evolve=evolve,
             use_library=None if retrieval is None else retrieval != "none",
+            progress=progress,
         )
 
     def evaluate_all(self, *, final: bool) -> dict[str, Any]:
