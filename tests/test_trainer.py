@@ -248,6 +248,19 @@ def test_play_keeps_nothing_and_is_seeded(trained: Path) -> None:
             trainer.play(too_many, split="test")
 
 
+def test_evaluate_all_reports_each_pass(trained: Path) -> None:
+    """The training bar hears how far an evaluation is: each pass from 0 to all its episodes."""
+    from slea.train.trainer import Trainer
+
+    texts: list[str] = []
+    with Trainer.load(trained) as trainer:
+        record = trainer.evaluate_all(final=False, report=texts.append)
+    n = record["test_sampled"]["episodes"]
+    g = record["test_greedy"]["episodes"]
+    assert texts[0] == f"eval test sampled 0/{n}" and f"eval test sampled {n}/{n}" in texts
+    assert texts[-1] == f"eval test greedy {g}/{g}"
+
+
 def test_corrupted_checkpoint_is_refused_and_kept(trained: Path, tmp_path: Path) -> None:
     from slea.train.trainer import Trainer
 

@@ -105,6 +105,8 @@ class Progress:
         self, total: int, *, enabled: bool = True, start: int = 0, label: str = "train"
     ) -> None:
         self._bar: Any = None
+        self.info = ""
+        """What :meth:`update` last showed after the bar."""
         if not enabled:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -123,9 +125,8 @@ class Progress:
 
     def update(self, iteration: int, *, steps_per_s: float, success: float, library: int) -> None:
         """Advance to ``iteration`` and show env steps/s, success rate and library size."""
-        self.advance(
-            iteration, f"{steps_per_s:6.1f} steps/s  success {success:4.2f}  library {library}"
-        )
+        self.info = f"{steps_per_s:6.1f} steps/s  success {success:4.2f}  library {library}"
+        self.advance(iteration, self.info)
 
     def advance(self, completed: int, info: str = "", *, total: int | None = None) -> None:
         """Advance to ``completed`` units (of ``total``, when it is given: a new total) and

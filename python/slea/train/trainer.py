@@ -246,8 +246,16 @@ class Trainer:
                         "changed": self.config_changes,
                     }
                 )
+
+            def evaluate_all(final: bool) -> dict[str, Any]:  # the bar says how far it is
+                record = self.evaluate_all(
+                    final=final, report=lambda text: progress.advance(self.iteration, text)
+                )
+                progress.advance(self.iteration, progress.info)
+                return record
+
             if self.iteration == 0 and cfg.eval.before:
-                self.logger.log(self.evaluate_all(final=False))
+                self.logger.log(evaluate_all(final=False))
             last_saved = -1
             while self.iteration < cfg.train.iterations and not self._out_of_budget():
                 record = self.train_iteration()
@@ -261,11 +269,11 @@ class Trainer:
                 finished = self.iteration >= cfg.train.iterations or self._out_of_budget()
                 every = cfg.eval.every
                 if every and self.iteration % every == 0 and not finished:
-                    self.logger.log(self.evaluate_all(final=False))
+                    self.logger.log(evaluate_all(final=False))
                 if self.iteration % cfg.checkpoint.every == 0:
                     self.save_checkpoint()
                     last_saved = self.iteration
-            self.logger.log(self.evaluate_all(final=True))
+            self.logger.log(evaluate_all(final=True))
             if last_saved != self.iteration:
                 self.save_checkpoint()
         finally:
@@ -506,10 +514,19 @@ class Trainer:
             progress=progress,
         )
 
-    def evaluate_all(self, *, final: bool) -> dict[str, Any]:
+    def evaluate_all(
+        self, *, final: bool, report: Callable[[str], Any] | None = None
+    ) -> dict[str, Any]:
         """The ``eval`` record: sampled (and greedy) success on each split of ``eval.splits``,
-        plus training-task success before training and at the end."""
+        plus training-task success before training and at the end. ``report`` hears how far
+        each pass is (``"eval valid sampled 8/64"``)."""
         ev = self.config.eval
+
+        def told(label: str) -> Callable[[int, int], Any] | None:
+            if report is None:
+                return None
+            return lambda done, total: report(f"eval {label} {done}/{total}")
+
         out: dict[str, Any] = {
             "kind": "eval",
             "iteration": self.iteration,
@@ -520,13 +537,21 @@ class Trainer:
             if not self.tasks.tasks(split):
                 continue
             out[f"{split}_sampled"] = self.evaluate(
-                split, episodes_per_task=ev.episodes_per_task, max_tasks=ev.max_tasks
+                split,
+                episodes_per_task=ev.episodes_per_task,
+                max_tasks=ev.max_tasks,
+                progress=told(f"{split} sampled"),
             )
             if ev.greedy:
-                out[f"{split}_greedy"] = self.evaluate(split, greedy=True, max_tasks=ev.max_tasks)
+                out[f"{split}_greedy"] = self.evaluate(
+                    split, greedy=True, max_tasks=ev.max_tasks, progress=told(f"{split} greedy")
+                )
         if (final or self.iteration == 0) and ev.train_tasks:
             out["train_sampled"] = self.evaluate(
-                "train", episodes_per_task=ev.episodes_per_task, max_tasks=ev.train_tasks
+                "train",
+                episodes_per_task=ev.episodes_per_task,
+                max_tasks=ev.train_tasks,
+                progress=told("train sampled"),
             )
         out["library"] = self.library_stats(self.library)
         out["eval_s"] = time.perf_counter() - t0
