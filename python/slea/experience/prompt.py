@@ -227,9 +227,10 @@ def build_prompt(
     The last ``history_window`` turns are shown (``history_format`` ``lines`` or ``chat``);
     while the prompt is too long the oldest turn is dropped, then the observation is cut from
     the start (its end carries the latest text), then the experiences are dropped (``ids`` says
-    none were shown); a prompt still too long keeps its last ``max_prompt_tokens`` tokens. ``example`` (user, assistant, user, assistant, ...) texts are
-    a worked exchange placed right after the system message (a format demonstration for
-    models that do not answer with a bare action otherwise); it is never dropped.
+    none were shown); a prompt still too long keeps its last ``max_prompt_tokens`` tokens.
+    ``example`` (user, assistant, user, assistant, ...) texts are a worked exchange placed right
+    after the system message (a format demonstration for models that do not answer with a bare
+    action otherwise); it is never dropped.
     """
     if history_format not in HISTORY_FORMATS:
         raise ValueError(
