@@ -196,6 +196,11 @@ def test_eval_with_and_without_the_library(trained: Path, tmp_path: Path, capsys
     with Trainer.load(run_dir) as trainer:
         with pytest.raises(ValueError, match="retrieval: must be one of none, step, task"):
             trainer.evaluate("test", retrieval="always")
+        # a reader holds no KL reference model and no optimizer state (the tiny run has both)
+        assert trainer.reader and trainer.policy._reference is None
+        assert not trainer.optimizer.state
+        with pytest.raises(SleaError, match=r"fit: this Trainer was opened with Trainer\.load"):
+            trainer.fit()
         assert trainer.evaluate("test", retrieval="none")["success"] == none["success_sampled"]
 
 

@@ -203,11 +203,14 @@ def tokenizer_corpus(cfg: TrainConfig, venv: SleaVectorEnv, tasks: Sequence[Task
 # ---------------------------------------------------------------------------- model and memory
 
 
-def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> HFPolicy:
+def make_policy(
+    cfg: TrainConfig, init: Path, checkpoint: Path | None, *, reference: bool = True
+) -> HFPolicy:
     """The policy on ``init`` (weights from ``checkpoint`` when resuming), with its KL reference.
 
     The reference is the initial policy: a frozen copy of ``init`` (with LoRA, the same model with
-    its adapters disabled). None is kept when the KL is off or the weights are frozen.
+    its adapters disabled). None is kept when the KL is off, the weights are frozen, or
+    ``reference`` is false (a reader that only evaluates).
     """
     import copy
 
@@ -236,7 +239,7 @@ def make_policy(cfg: TrainConfig, init: Path, checkpoint: Path | None) -> HFPoli
             load_adapter(policy.model, checkpoint / "model")
     if cfg.model.gradient_checkpointing:
         enable_gradient_checkpointing(policy.model)
-    if cfg.update.kl_beta > 0 and cfg.train.update_policy and lora is None:
+    if reference and cfg.update.kl_beta > 0 and cfg.train.update_policy and lora is None:
         if checkpoint is None:
             policy.set_reference(copy.deepcopy(policy.model))
         else:

@@ -151,6 +151,8 @@ class Trainer:
         # a reader (Trainer.load) with a server engine writes its adapters to a directory of its
         # own, removed at close, so a run that goes on training keeps its adapters and names
         self.own_adapters: Path | None = None
+        # a reader only evaluates: no KL reference model, no optimizer state (memory)
+        self.reader = not _writes
         if not _writes and cfg.engine.kind == "server":
             tag = f"load-{os.getpid()}-{secrets.token_hex(4)}"
             self.own_adapters = setup.adapter_dir(cfg) / tag
@@ -199,7 +201,7 @@ class Trainer:
                 build_tiny(init, corpus, cfg.model.tiny, seed=cfg.train.seed)
                 setup.seal_model_init(init)
             distributed.barrier()
-        self.policy: HFPolicy = setup.make_policy(cfg, init, checkpoint)
+        self.policy: HFPolicy = setup.make_policy(cfg, init, checkpoint, reference=not self.reader)
         # rank 0 acts; a server engine probes its URLs and loads the initial adapter here
         self.engine: Engine = (
             setup.make_engine(cfg, self.policy, adapters=self.own_adapters)
@@ -226,6 +228,11 @@ class Trainer:
         the held-out tasks (sampled and greedy, with episode counts) and on training tasks.
         """
         cfg = self.config
+        if self.reader:
+            raise SleaError(
+                "fit: this Trainer was opened with Trainer.load, for evaluation only; continue "
+                "the run with slea.Trainer.resume(run_dir) (`slea train --resume DIR`)"
+            )
         if self.rank != 0:
             return self._follow_updates()
         self.logger = MetricsLogger(
@@ -669,7 +676,8 @@ class Trainer:
         self.next_episode_id = int(state["next_episode_id"])
         self.env_steps = int(state["env_steps"])
         self.elapsed_s = float(state["elapsed_s"])
-        self.optimizer.load_state_dict(torch.load(d / "optimizer.pt", weights_only=True))
+        if not self.reader:
+            self.optimizer.load_state_dict(torch.load(d / "optimizer.pt", weights_only=True))
         self.library = ExperienceLibrary.load(d / "library.snap")
         self.clusterer = ObservationClusterer.load(d / "clusterer.snap")
         counters = state.get("retrieval_counters", (0, 0))
@@ -711,7 +719,8 @@ class Trainer:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> Trainer:
-        """Open a run's latest checkpoint for evaluation; takes no lock (a run may go on training
+        """Open a run's latest checkpoint for evaluation (the policy without its KL reference
+        model or optimizer state: it cannot train); takes no lock (a run may go on training
         meanwhile) and writes nothing to the run directory, except with a server engine: its
         adapters go to a directory of their own under ``engine.adapter_dir`` (the servers must
         read them), ``load-<pid>-<random>``, removed at :meth:`close`."""
