@@ -40,8 +40,20 @@ def test_eval_config_scores_the_initial_policy_without_a_run_dir(
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    from slea.train import setup
+
+    references: list[bool] = []
+    make_policy = setup.make_policy
+
+    def recording(*a, reference: bool = True, **kw):  # type: ignore[no-untyped-def]
+        references.append(reference)
+        return make_policy(*a, reference=reference, **kw)
+
+    monkeypatch.setattr(setup, "make_policy", recording)
     args = ["eval", "--config", str(TINY), *_sets(), "--split", "valid", "--episodes", "3"]
     assert main([*args, "--out", "result.json"]) == 0
+    assert references == [False]  # it only evaluates: no KL reference model is built
+    monkeypatch.setattr(setup, "make_policy", make_policy)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["split"] == "valid" and result["iteration"] == 0
     assert result["episodes"] == 6 and result["episodes_greedy"] == 2  # 2 valid games

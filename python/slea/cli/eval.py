@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="slea-eval-"))
         try:  # the initial policy plays in a throwaway run directory
             cfg = cfg.replace(f"run.dir={tmp / 'run'}", "logging.progress=false")
-            with Trainer(cfg) as trainer:
+            with Trainer(cfg, _writes=False) as trainer:  # a reader: no KL reference, no lock
                 result = evaluate(trainer, args.split, args.episodes, args.max_tasks, **how)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
