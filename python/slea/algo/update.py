@@ -13,8 +13,8 @@ pass computes their common prompt prefix once.
 
 Multi-process (``torchrun``): pass the model wrapped in ``DistributedDataParallel``; every rank gets
 the same rows and takes a contiguous 1/world of each mini-batch (in batch order), gradients are
-all-reduced once per mini-batch (``no_sync`` on the other micro-batches) and each rank's loss is scaled by the world
-size, because DDP averages while the token-mean needs the sum over ranks.
+all-reduced once per mini-batch (``no_sync`` on the other micro-batches) and each rank's loss is
+scaled by the world size, because DDP averages while the token-mean needs the sum over ranks.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def evaluate(
     n = episodes or trainer.config.eval.episodes_per_task
     limit = max_tasks or 0
 
-    def play(label: str, **kw: Any) -> dict[str, Any]:
+    def one_pass(label: str, **kw: Any) -> dict[str, Any]:
         bar = Progress(0, enabled=progress, label=label)
         try:
             return trainer.evaluate(
@@ -116,9 +116,9 @@ def evaluate(
         finally:
             bar.close()
 
-    sampled = play(f"{split} sampled", episodes_per_task=n)
+    sampled = one_pass(f"{split} sampled", episodes_per_task=n)
     played: dict[str, Any] = (
-        play(f"{split} greedy", greedy=True) if greedy else {"success": None, "episodes": 0}
+        one_pass(f"{split} greedy", greedy=True) if greedy else {"success": None, "episodes": 0}
     )
     result: dict[str, Any] = {
         "split": split,

@@ -148,17 +148,17 @@ class Trainer:
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
         self.lock: RunLock | None = None
-        # a reader (Trainer.load) with a server engine writes its adapters to a directory of its
-        # own, removed at close, so a run that goes on training keeps its adapters and names
-        self.own_adapters: Path | None = None
-        # a reader only evaluates: no KL reference model, no optimizer state (memory)
+        # a reader only evaluates: no lock, no KL reference model, no optimizer state; with a
+        # server engine its adapters go to a directory of its own, removed at close, so a run
+        # that goes on training keeps its adapters and served names
         self.reader = not _writes
-        if not _writes and cfg.engine.kind == "server":
+        self.own_adapters: Path | None = None
+        if self.reader and cfg.engine.kind == "server":
             tag = f"load-{os.getpid()}-{secrets.token_hex(4)}"
             self.own_adapters = setup.adapter_dir(cfg) / tag
         self.config_changes: dict[str, list[Any]] = {}
         created = False
-        if _writes and self.rank == 0:  # one process trains in a run directory at a time
+        if not self.reader and self.rank == 0:  # one process trains in a run directory at a time
             created = not self.run_dir.exists()
             self.lock = RunLock.acquire(self.run_dir)
         try:
@@ -254,7 +254,7 @@ class Trainer:
                     }
                 )
 
-            def evaluate_all(final: bool) -> dict[str, Any]:  # the bar says how far it is
+            def evaluation(final: bool) -> dict[str, Any]:  # the bar says how far it is
                 record = self.evaluate_all(
                     final=final, report=lambda text: progress.advance(self.iteration, text)
                 )
@@ -262,7 +262,7 @@ class Trainer:
                 return record
 
             if self.iteration == 0 and cfg.eval.before:
-                self.logger.log(evaluate_all(final=False))
+                self.logger.log(evaluation(final=False))
             last_saved = -1
             while self.iteration < cfg.train.iterations and not self._out_of_budget():
                 record = self.train_iteration()
@@ -276,11 +276,11 @@ class Trainer:
                 finished = self.iteration >= cfg.train.iterations or self._out_of_budget()
                 every = cfg.eval.every
                 if every and self.iteration % every == 0 and not finished:
-                    self.logger.log(evaluate_all(final=False))
+                    self.logger.log(evaluation(final=False))
                 if self.iteration % cfg.checkpoint.every == 0:
                     self.save_checkpoint()
                     last_saved = self.iteration
-            self.logger.log(evaluate_all(final=True))
+            self.logger.log(evaluation(final=True))
             if last_saved != self.iteration:
                 self.save_checkpoint()
         finally:
@@ -407,9 +407,7 @@ class Trainer:
                 raise SleaError("play: this process has no training env (only rank 0 plays)")
             venv = self.venv
         else:
-            venv = self.evaluator._venv(
-                split, min(len(specs), r.tasks_per_iteration * r.group_size)
-            )
+            venv = self.evaluator._venv(split, len(specs))
         if len(specs) > venv.num_envs:
             raise ValueError(
                 f"specs: {len(specs)} episodes, but the {split} vector env holds {venv.num_envs}; "
