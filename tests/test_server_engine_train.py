@@ -26,7 +26,7 @@ from peft import get_peft_model_state_dict  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
-from slea.errors import EngineError  # noqa: E402
+from slea.errors import EngineError, SleaError  # noqa: E402
 from slea.rundir import read_metrics  # noqa: E402
 from slea.serve import ModelServer, ServerThread, create_app  # noqa: E402
 from slea.train.config import TrainConfig  # noqa: E402
@@ -193,3 +193,32 @@ def test_a_reader_beside_a_training_run_leaves_its_adapters_alone(
             assert reader.engine._served_name() != training_name  # type: ignore[attr-defined]
         assert not own.exists()
         assert files() == before
+
+
+def test_two_runs_cannot_share_an_adapter_dir(model_init: Path, tmp_path: Path) -> None:
+    """A server engine prunes the adapter directories it finds in ``engine.adapter_dir`` and
+    names its served adapters after that directory: a second run given the same one is refused
+    (naming the key and the run that holds it) and leaves nothing behind; after the first run
+    closes it starts. A reader of the first run needs no lock."""
+    server = ModelServer(model_init, name="tiny")
+    shared = tmp_path / "shared_adapters"
+    with ServerThread(create_app(server)) as thread:
+        first = server_config(
+            tmp_path / "a", thread.url, model_init, f"engine.adapter_dir={shared}"
+        )
+        second = server_config(
+            tmp_path / "b", thread.url, model_init, f"engine.adapter_dir={shared}"
+        )
+        with Trainer(first) as trainer:
+            assert (shared / "v0").is_dir()
+            with pytest.raises(
+                SleaError, match=r"engine\.adapter_dir: .* is in use by .*adapters of"
+            ):
+                Trainer(second)
+            assert not (tmp_path / "b").exists()
+            assert (shared / "v0").is_dir()  # the refused run pruned nothing
+            trainer.fit()
+        with Trainer.load(tmp_path / "a") as reader:
+            assert reader.own_adapters is not None and reader.own_adapters.parent == shared
+        with Trainer(second) as trainer:
+            assert (shared / "v0").is_dir()

@@ -352,15 +352,18 @@ class RunLock:
         self._close = os.close
 
     @classmethod
-    def acquire(cls, run_dir: str | os.PathLike[str], purpose: str = "training") -> RunLock:
-        """Lock ``run_dir`` (created if missing) or raise naming the process that holds it."""
+    def acquire(
+        cls, run_dir: str | os.PathLike[str], purpose: str = "training", key: str = "run.dir"
+    ) -> RunLock:
+        """Lock ``run_dir`` (created if missing) or raise naming the process that holds it;
+        ``key`` is the config key the errors name (``engine.adapter_dir`` for the adapters)."""
         import fcntl
         import socket
         import time
 
         rd = Path(run_dir)
         if rd.exists() and not rd.is_dir():
-            raise ConfigError(f"run.dir: {str(rd)!r} is a file, not a directory; choose another")
+            raise ConfigError(f"{key}: {str(rd)!r} is a file, not a directory; choose another")
         rd.mkdir(parents=True, exist_ok=True)
         fd = os.open(rd / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -369,8 +372,8 @@ class RunLock:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
             raise SleaError(
-                f"run.dir: {str(rd)!r} is in use by {holder}; wait for that run to end or stop "
-                "it, or choose another run.dir"
+                f"{key}: {str(rd)!r} is in use by {holder}; wait for that run to end or stop "
+                f"it, or choose another {key}"
             ) from None
         info = f"pid {os.getpid()} on {socket.gethostname()} ({purpose} since "
         info += time.strftime("%Y-%m-%d %H:%M:%S") + ")"

@@ -192,7 +192,8 @@ class EngineConfig:
     """Largest LoRA rank the server takes (vLLM's --max-lora-rank); checked before loading."""
     adapter_dir: str = ""
     """Where adapters are written for the server to read (empty = <run.dir>/adapters); a server
-    on another machine needs this on a file system both see, under the same path."""
+    on another machine needs this on a file system both see, under the same path. One training
+    run at a time uses a directory (a lock, like the run directory's)."""
 
     def __post_init__(self) -> None:
         _check(

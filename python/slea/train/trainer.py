@@ -148,6 +148,7 @@ class Trainer:
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
         self.lock: RunLock | None = None
+        self.adapter_lock: RunLock | None = None
         # a reader only evaluates: no lock, no KL reference model, no optimizer state; with a
         # server engine its adapters go to a directory of its own, removed at close, so a run
         # that goes on training keeps its adapters and served names
@@ -157,11 +158,22 @@ class Trainer:
             tag = f"load-{os.getpid()}-{secrets.token_hex(4)}"
             self.own_adapters = setup.adapter_dir(cfg) / tag
         self.config_changes: dict[str, list[Any]] = {}
-        created = False
+        created = adapters_created = False
         if not self.reader and self.rank == 0:  # one process trains in a run directory at a time
             created = not self.run_dir.exists()
             self.lock = RunLock.acquire(self.run_dir)
         try:
+            adapters = setup.adapter_dir(cfg).resolve()
+            if (
+                self.lock is not None
+                and cfg.engine.kind == "server"
+                and not adapters.is_relative_to(self.run_dir.resolve())
+            ):  # a server engine prunes what it finds there and names its adapters after the
+                # directory: two runs sharing one would delete and replace each other's
+                adapters_created = not adapters.exists()
+                self.adapter_lock = RunLock.acquire(
+                    adapters, f"adapters of {self.run_dir}", "engine.adapter_dir"
+                )
             if _checkpoint is None and self.rank == 0:
                 setup.prepare_run_dir(self.run_dir, cfg)
             self._build(_checkpoint)
@@ -169,6 +181,8 @@ class Trainer:
             self.close()
             if created:  # a failed start leaves nothing behind
                 shutil.rmtree(self.run_dir, ignore_errors=True)
+            if adapters_created:
+                shutil.rmtree(adapters, ignore_errors=True)
             raise
 
     def _build(self, checkpoint: Path | None) -> None:
@@ -748,9 +762,9 @@ class Trainer:
         logger = getattr(self, "logger", None)
         if logger is not None:
             logger.close()
-        lock = getattr(self, "lock", None)
-        if lock is not None:
-            lock.release()
+        for lock in (getattr(self, "lock", None), getattr(self, "adapter_lock", None)):
+            if lock is not None:
+                lock.release()
 
     def __enter__(self) -> Trainer:
         return self
