@@ -11,7 +11,9 @@ name whose test result exists is refused, so a recipe is tested once::
     python -m benches recipe --name demo_cc6 --set env.games.level=6 --test  # a harder set
 
 Each run is ``slea train`` in a subprocess with one torch thread and no time budget (the number of
-iterations decides, not the machine's speed). Results (mean and sd over seeds of the final
+iterations decides, not the machine's speed). Run again with the same overrides, a finished seed is
+reused and a seed killed mid-way (no ``summary.json``, the same ``config.yaml``) is resumed from its
+latest checkpoint (``slea train --resume``; resume is exact, so the result is the same). Results (mean and sd over seeds of the final
 success) are printed and written to ``benches/results/recipe_<name>.json``.
 """
 
@@ -55,18 +57,44 @@ def train(config: Path, run_dir: Path, seed: int, extra: list[str], valid: int) 
             summary = json.loads((run_dir / "summary.json").read_text())
             summary["wall_s"] = saved["wall_s"]
             return summary
-    args = [sys.executable, "-m", "slea", "train", "--config", str(config), "--quiet"]
-    for o in [*overrides, "run.overwrite=true"]:
-        args += ["--set", o]
+    resumed = interrupted(config, run_dir, overrides)
+    if resumed:  # killed before it finished: go on from its latest checkpoint (exact resume)
+        print(f"[seed {seed}] interrupted earlier with the same overrides: resumed")
+        args = [sys.executable, "-m", "slea", "train", "--resume", str(run_dir), "--quiet"]
+    else:
+        args = [sys.executable, "-m", "slea", "train", "--config", str(config), "--quiet"]
+        for o in [*overrides, "run.overwrite=true"]:
+            args += ["--set", o]
     t0 = time.time()
     proc = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
     summary = json.loads((run_dir / "summary.json").read_text())
-    summary["wall_s"] = time.time() - t0
-    stamp.write_text(json.dumps({"overrides": overrides, "wall_s": summary["wall_s"]}))
+    summary["wall_s"] = time.time() - t0  # a resumed run's: this process's part only
+    record = {"overrides": overrides, "wall_s": summary["wall_s"], "resumed": resumed}
+    stamp.write_text(json.dumps(record))
     print(f"[seed {seed}] trained in {summary['wall_s']:.0f} s")
     return summary
+
+
+def interrupted(config: Path, run_dir: Path, overrides: list[str]) -> bool:
+    """True for a run that was started with these very overrides (its ``config.yaml`` is what
+    they give) and did not finish (no ``summary.json``): a recipe killed mid-way (a closed
+    session, a crash) goes on where it stopped instead of training that seed again."""
+    if (run_dir / "summary.json").is_file() or not (run_dir / "config.yaml").is_file():
+        return False
+    from slea.errors import SleaError
+    from slea.train.config import TrainConfig
+
+    try:
+        have = TrainConfig.from_yaml(run_dir / "config.yaml", [])
+        # as `slea train --quiet --set ... --set run.overwrite=true` wrote it
+        want = TrainConfig.from_yaml(
+            config, [*overrides, "run.overwrite=true", "logging.progress=false"]
+        )
+    except (SleaError, OSError, ValueError):
+        return False
+    return have == want
 
 
 def test_once(run_dir: Path, episodes: int) -> dict[str, Any]:

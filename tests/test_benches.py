@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 import sys
 from pathlib import Path
 
@@ -147,3 +149,32 @@ def test_layouts_counts_layouts_and_shared_names(tmp_path: Path) -> None:
     assert out["test games whose set of room names is a training game's"] == 0
     with pytest.raises(SystemExit, match="no train"):
         layouts.summarise(tmp_path / "missing")
+
+
+def test_recipe_resumes_a_seed_killed_mid_way_and_gets_the_same_result(tmp_path: Path) -> None:
+    """A recipe run killed after a checkpoint (no summary yet) goes on from it when the recipe is
+    run again with the same overrides (exact resume: the same final numbers as uninterrupted);
+    other overrides start it again."""
+    pytest.importorskip("torch")
+    pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
+    from conftest_envs import games_cache
+
+    recipe = pytest.importorskip("benches.recipe")
+    config = Path(__file__).resolve().parents[1] / "examples/configs/textworld_tiny_test.yaml"
+    run = tmp_path / "seed0"
+    extra = [f"env.games.cache_dir={games_cache()}", "train.iterations=2", "checkpoint.every=1"]
+    whole = recipe.train(config, run, 0, extra, 1)
+    assert json.loads((run / "recipe_overrides.json").read_text())["resumed"] is False
+    first_iteration = (run / "metrics.jsonl").read_text().splitlines()[:2]
+    # killed after iteration 1's checkpoint: no summary, no stamp, no iteration 2 checkpoint
+    for name in ("summary.json", "recipe_overrides.json"):
+        (run / name).unlink()
+    shutil.rmtree(run / "checkpoints" / "iter_2")
+    same = [f"run.dir={run}", "train.seed=0", "train.threads=1", "train.time_budget_s=0"]
+    same += ["env.games.valid=1", "eval.splits=[valid]", *extra]  # what recipe.train passes
+    assert recipe.interrupted(config, run, same)
+    assert not recipe.interrupted(config, run, [*same, "train.iterations=3"])
+    again = recipe.train(config, run, 0, extra, 1)
+    assert json.loads((run / "recipe_overrides.json").read_text())["resumed"] is True
+    assert (run / "metrics.jsonl").read_text().splitlines()[:2] == first_iteration
+    assert again["success"] == whole["success"]
