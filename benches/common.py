@@ -25,12 +25,15 @@ def shown_path(path: str | Path) -> str:
 
 
 def subprocess_env() -> dict[str, str]:
-    """The environment of a bench's child process: one OpenMP thread, and this checkout's
-    ``python/`` first on ``PYTHONPATH`` (run it with ``cwd`` at the repository root for
-    ``-m benches``)."""
+    """The environment of a bench's child process: one OpenMP thread, and the ``slea`` this
+    process imports first on ``PYTHONPATH`` (this checkout's ``python/`` in a development
+    build, the installed package after ``pip install .``, whose checkout has no built
+    extension); run it with ``cwd`` at the repository root for ``-m benches``."""
+    import slea
+
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    root = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(root / "python"), env.get("PYTHONPATH", "")])
+    here = str(Path(slea.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
     return env
 
 
