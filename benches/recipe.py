@@ -4,7 +4,8 @@ Trains a config (by default the CPU demo) at several seeds with validation games
 (``env.games.valid``) and only the valid split evaluated during training (``eval.splits=[valid]``),
 so recipes and thresholds are chosen without looking at the held-out test games. ``--test`` then
 plays the test split once on each finished run (``slea eval --run DIR --split test``); a recipe
-name whose test result exists is refused, so a recipe is tested once::
+name whose test result exists is refused, so a recipe is tested once (a later valid-only run
+keeps that record; one with other settings under the same name is refused)::
 
     python -m benches recipe --name demo --seeds 0 1 2 --jobs 2             # valid only
     python -m benches recipe --name demo --seeds 0 1 2 --test               # then test, once
@@ -92,7 +93,8 @@ def interrupted(config: Path, run_dir: Path, overrides: list[str]) -> bool:
         want = TrainConfig.from_yaml(
             config, [*overrides, "run.overwrite=true", "logging.progress=false"]
         )
-    except (SleaError, OSError, ValueError):
+    except (SleaError, OSError, ValueError) as exc:
+        print(f"[{run_dir.name}] config.yaml cannot be read ({exc}): trained again from the start")
         return False
     return have == want
 
@@ -106,6 +108,13 @@ def test_once(run_dir: Path, episodes: int) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"test eval of {run_dir} failed:\n{proc.stderr[-3000:]}")
     return json.loads(out.read_text())
+
+
+def _write(out: Path, result: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(out)
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -127,8 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = RESULTS / f"recipe_{args.name}.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
+    shown = [  # a cache folder is this machine's business, not the result's
+        o.split("=", 1)[0] + "=<games cache>" if o.split("=", 1)[0].endswith("cache_dir") else o
+        for o in args.set
+    ]
     if args.test and "test" in previous:
         print(f"recipe {args.name!r} was tested already ({out}); a recipe is tested once")
+        return 2
+    if "test" in previous and (previous.get("overrides"), previous.get("config")) != (
+        shown,
+        shown_path(args.config),
+    ):
+        print(f"recipe {args.name!r} was tested with other settings ({out}): choose a new name")
         return 2
     runs = {s: args.root / args.name / f"seed{s}" for s in args.seeds}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -136,18 +155,22 @@ def main(argv: list[str] | None = None) -> int:
             s: pool.submit(train, args.config, d, s, list(args.set), args.valid)
             for s, d in runs.items()
         }
-        summaries = {s: f.result() for s, f in futures.items()}
+        summaries, failed = {}, {}
+        for s, f in futures.items():  # a failed seed does not lose the others' results
+            try:
+                summaries[s] = f.result()
+            except RuntimeError as exc:
+                failed[s] = str(exc)
     result: dict[str, Any] = {
         "name": args.name,
         "config": shown_path(args.config),
-        "overrides": [  # a cache folder is this machine's business, not the result's
-            o.split("=", 1)[0] + "=<games cache>" if o.split("=", 1)[0].endswith("cache_dir") else o
-            for o in args.set
-        ],
+        "overrides": shown,
         "seeds": args.seeds,
         "date": time.strftime("%Y-%m-%d"),
         "per_seed": {},
     }
+    if failed:  # the finished seeds only, no statistics: run again to finish (they are reused)
+        result["failed"] = {s: msg.splitlines()[0] for s, msg in failed.items()}
     for s, summary in summaries.items():
         rows = summary["success"]
         result["per_seed"][s] = {
@@ -158,6 +181,18 @@ def main(argv: list[str] | None = None) -> int:
             if rows[key].get("untrained")  # none with eval.before=false
         }
         result["per_seed"][s]["wall_s"] = summary.get("wall_s")
+        earlier = previous.get("per_seed", {}).get(str(s), {})
+        for key in ("test_sampled", "test_greedy", "test_episodes"):  # played once: kept
+            if key in earlier:
+                result["per_seed"][s][key] = earlier[key]
+    if "test" in previous:
+        result["test"] = previous["test"]
+    if failed:
+        _write(out, result)
+        for msg in failed.values():
+            print(msg, file=sys.stderr)
+        print(f"{len(failed)} of {len(args.seeds)} seeds failed; the others are in {out}")
+        return 1
     keys = ["valid_sampled", "valid_greedy", "train_sampled"]  # those every seed evaluated
     keys = [k for k in keys if all(k in result["per_seed"][s] for s in args.seeds)]
     result["valid"] = {k: _stats([result["per_seed"][s][k] for s in args.seeds]) for k in keys}
@@ -178,10 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             k: _stats([result["per_seed"][s][k] for s in args.seeds])
             for k in ("test_sampled", "test_greedy")
         }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out)
+    _write(out, result)
     for split in ("valid", "test"):
         for k, st in result.get(split, {}).items():
             print(

@@ -7,6 +7,7 @@ import random
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -178,3 +179,44 @@ def test_recipe_resumes_a_seed_killed_mid_way_and_gets_the_same_result(tmp_path:
     assert json.loads((run / "recipe_overrides.json").read_text())["resumed"] is True
     assert (run / "metrics.jsonl").read_text().splitlines()[:2] == first_iteration
     assert again["success"] == whole["success"]
+
+
+def _fake_summary(success: float) -> dict[str, Any]:
+    return {"success": {"valid_sampled": {"trained": {"success": success}}}, "wall_s": 1.0}
+
+
+def test_recipe_keeps_the_finished_seeds_when_one_fails_and_its_test_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed seed does not lose the others' results (written, no statistics, exit 1); a
+    recipe's test result survives a later valid-only run with the same settings, and the same
+    name with other settings is refused (a test is played once per recipe)."""
+    recipe = pytest.importorskip("benches.recipe")
+    monkeypatch.setattr(recipe, "RESULTS", tmp_path)
+
+    def train(config: Path, run_dir: Path, seed: int, extra: list[str], valid: int) -> Any:
+        if seed == 1:
+            raise RuntimeError("seed 1 failed:\nTraceback ...")
+        return _fake_summary(0.5 + seed / 10)
+
+    monkeypatch.setattr(recipe, "train", train)
+    args = ["--name", "r", "--seeds", "0", "1", "2", "--root", str(tmp_path), "--set", "a=1"]
+    assert recipe.main(args) == 1
+    partial = json.loads((tmp_path / "recipe_r.json").read_text())
+    assert partial["failed"] == {"1": "seed 1 failed:"} and "valid" not in partial
+    assert sorted(partial["per_seed"]) == ["0", "2"]
+    assert partial["per_seed"]["2"]["valid_sampled"] == 0.7
+
+    monkeypatch.setattr(recipe, "train", lambda c, d, s, e, v: _fake_summary(0.5 + s / 10))
+    tested = {"success_sampled": 0.9, "success_greedy": 0.4, "episodes": 4, "episodes_greedy": 1}
+    monkeypatch.setattr(recipe, "test_once", lambda run_dir, episodes: tested)
+    assert recipe.main([*args, "--test"]) == 0
+    done = json.loads((tmp_path / "recipe_r.json").read_text())
+    assert "failed" not in done and done["test"]["test_sampled"]["mean"] == 0.9
+    assert done["valid"]["valid_sampled"]["mean"] == pytest.approx(0.6)
+    assert recipe.main([*args, "--test"]) == 2  # tested once
+    assert recipe.main(args) == 0  # valid only, same settings: the test record is kept
+    again = json.loads((tmp_path / "recipe_r.json").read_text())
+    assert again["test"] == done["test"] and again["per_seed"]["0"]["test_sampled"] == 0.9
+    assert recipe.main([*args[:-1], "a=2"]) == 2  # other settings under a tested name
+    assert json.loads((tmp_path / "recipe_r.json").read_text()) == again
