@@ -169,6 +169,10 @@ def test_cpu_configs_dry_run(name: str, tmp_path: Path, monkeypatch: pytest.Monk
     plan = dry_run(TrainConfig.from_yaml(CONFIGS / name, overrides))
     assert all(plan["tasks"][s] for s in ("train", "test"))
     assert plan["model"].startswith("tiny") and plan["memory"]["total"] < 2 * GIB
+    # a CPU run's RAM: the update's estimate plus about 1 GiB the process holds besides (the
+    # tiny test config peaked at 1.10 GiB RSS for a 172 MiB estimate)
+    assert plan["cpu_ram"] == plan["memory"]["total"] + GIB
+    assert "on CPU, the whole process: about" in format_plan(plan)
     assert not (tmp_path / "run").exists()
 
 
@@ -181,3 +185,30 @@ def test_gradient_checkpointing_lowers_only_the_activation_estimate() -> None:
     assert {k: v for k, v in mem_on.items() if k not in ("activations", "total")} == {
         k: v for k, v in mem_off.items() if k not in ("activations", "total")
     }
+
+
+#: What benches/RESULTS.md's recipe B sets on top of textworld_smollm2.yaml (the recipe bench's
+#: own keys, seeds, threads and valid games aside).
+RECIPE_B = [
+    "train.iterations=10",
+    "eval.every=0",
+    "eval.greedy=false",
+    "eval.train_tasks=0",
+    "eval.episodes_per_task=4",
+    "checkpoint.every=2",
+    "update.lr=0.001",
+    "update.kl_beta=0",
+    "rollout.tasks_per_iteration=2",
+    "rollout.group_size=4",
+]
+
+
+def test_the_smollm2_rl_config_is_the_measured_recipe_b() -> None:
+    """textworld_smollm2_rl.yaml is the recipe measured in RESULTS (recipe B), no more: the
+    zero-shot config with recipe B's overrides and its own run directory."""
+    rl = TrainConfig.from_yaml(CONFIGS / "textworld_smollm2_rl.yaml")
+    base = TrainConfig.from_yaml(
+        CONFIGS / "textworld_smollm2.yaml", [*RECIPE_B, "run.dir=runs/textworld_smollm2_rl"]
+    )
+    assert rl == base
+    assert rl != TrainConfig.from_yaml(CONFIGS / "textworld_smollm2.yaml", [RECIPE_B[0]])
