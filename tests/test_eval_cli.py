@@ -155,3 +155,42 @@ def test_eval_temperature_changes_the_sampling(tmp_path: Path) -> None:
     assert cold["success"] == greedy["success"]
     assert cold["episode_length"] == greedy["episode_length"]
     assert cold["temperature"] == 0.001 and results["0"][0]["temperature"] == 1.0
+
+
+def test_eval_iteration_picks_a_kept_checkpoint_and_says_its_env_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``slea eval --run DIR --iteration N``: the checkpoint of iteration N, not the latest, with
+    the training env steps it had seen (runs compared at equal env steps); a checkpoint that was
+    not kept, or ``--iteration`` without a run, is a one-line error."""
+    run = tmp_path / "run"
+    cfg = TrainConfig.from_yaml(
+        TINY,
+        [*SETS, f"run.dir={run}", "train.iterations=2", "checkpoint.every=1", "eval.every=0"],
+    )
+    with Trainer(cfg) as trainer:
+        trainer.fit()
+    steps = {
+        r["iteration"]: r["env_steps"]
+        for r in read_metrics(run / "metrics.jsonl")
+        if r["kind"] == "train"
+    }
+    assert steps[1] < steps[2]
+    base = ["eval", "--run", str(run), "--split", "valid", "--no-greedy", "--episodes", "2"]
+    assert main([*base, "--iteration", "1"]) == 0
+    first = json.loads((run / "eval" / "valid_iter_1.json").read_text())
+    assert first["iteration"] == 1 and first["env_steps"] == steps[1]
+    assert main(base) == 0
+    latest = json.loads((run / "eval" / "valid_iter_2.json").read_text())
+    assert latest["iteration"] == 2 and latest["env_steps"] == steps[2]
+    with Trainer.load(run, iteration=1) as trainer:
+        again = trainer.evaluate("valid", episodes_per_task=2)
+    assert again["success"] == first["success_sampled"]
+    capsys.readouterr()
+    for argv, needle in [
+        ([*base, "--iteration", "7"], "has no checkpoint of iteration 7 (kept: 1, 2)"),
+        (["eval", "--config", str(TINY), "--iteration", "1"], "--iteration goes with --run"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err

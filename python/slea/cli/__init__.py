@@ -18,7 +18,7 @@ from typing import NoReturn
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("slea.cli.train", "train a policy from a YAML config"),
     "sft": ("slea.cli.sft", "supervised warm start on the envs' walkthroughs"),
-    "eval": ("slea.cli.eval", "evaluate a run's latest checkpoint"),
+    "eval": ("slea.cli.eval", "evaluate a run's checkpoint (the latest by default)"),
     "report": ("slea.cli.report", "write the HTML report of a run"),
     "library": ("slea.experience.cli", "show, export, import or summarise an experience library"),
     "envs": ("slea.envs.cli", "list environments or generate TextWorld games"),

@@ -1,11 +1,13 @@
-"""``slea eval``: evaluate a run's latest checkpoint, or a config's initial policy.
+"""``slea eval``: evaluate a run's latest checkpoint (or a kept one), or a config's initial policy.
 
 ``slea eval --run DIR [--split test]`` plays every game of the split with the run's prompts
 (library included), sampled and greedy, prints the success rates and writes the result to
 ``DIR/eval/<split>_iter_<N>.json``. ``--retrieval none`` plays the same policy without its
 library (``step`` / ``task``: with it, retrieved per step or once per episode; the file name then
 ends in ``_<retrieval>``), which separates what the weights learnt from what the library adds;
-``--no-greedy`` skips the greedy pass.
+``--no-greedy`` skips the greedy pass. ``--iteration N`` evaluates the kept checkpoint of
+iteration N instead of the latest (the result's ``env_steps`` says how many training env steps
+it had seen: runs can be compared at equal env steps).
 
 ``slea eval --config FILE [--set KEY=VALUE ...] [--split test] [--out result.json]`` evaluates the
 policy the config starts from (a pretrained model zero-shot, or the seeded tiny model) without a
@@ -44,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="with --config: override a config key (repeatable)",
+    )
+    parser.add_argument(
+        "--iteration",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="with --run: the checkpoint of iteration N instead of the latest (one that was kept)",
     )
     parser.add_argument("--split", default="test", choices=SPLITS, help="which tasks")
     parser.add_argument(
@@ -152,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.set and not args.config:
         raise ConfigError("--set goes with --config FILE (a run keeps its config)")
+    if args.iteration is not None and not args.run:
+        raise ConfigError("--iteration goes with --run DIR (a config has no checkpoints)")
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} is a directory; give a file name")
@@ -160,9 +171,10 @@ def run(args: argparse.Namespace) -> int:
         "greedy": not args.no_greedy,
     }
     if args.run:
-        with Trainer.load(args.run) as trainer:
+        with Trainer.load(args.run, iteration=args.iteration) as trainer:
             how["progress"] = trainer.config.logging.progress
             result = evaluate(trainer, args.split, args.episodes, args.max_tasks, **how)
+            result["env_steps"] = trainer.env_steps  # the training env steps behind it
             where = f"checkpoint iteration {result['iteration']}"
             tag = "" if args.retrieval == "config" else f"_{args.retrieval}"
             name = f"{args.split}_iter_{trainer.iteration}{tag}.json"

@@ -100,8 +100,11 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
     cfg.to_yaml(run_dir / CONFIG)
 
 
-def open_run(run_dir: str | os.PathLike[str]) -> tuple[TrainConfig, Path | None]:
-    """The saved config of a run and its latest checkpoint (verified), or None if it has none."""
+def open_run(
+    run_dir: str | os.PathLike[str], iteration: int | None = None
+) -> tuple[TrainConfig, Path | None]:
+    """The saved config of a run and its latest checkpoint (verified), or None if it has none;
+    with ``iteration``, that iteration's checkpoint (an error naming the kept ones if absent)."""
     rd = Path(run_dir)
     if not (rd / CONFIG).is_file():
         raise SleaError(
@@ -109,11 +112,22 @@ def open_run(run_dir: str | os.PathLike[str]) -> tuple[TrainConfig, Path | None]
             "`slea train --config FILE`"
         )
     cfg = TrainConfig.from_yaml(rd / CONFIG, [f"run.dir={rd}"])
-    latest = CheckpointManager(rd, cfg.checkpoint.keep_last).latest()
-    if latest is None:
-        return cfg, None
-    CheckpointManager.verify(latest[1])
-    return cfg, latest[1]
+    manager = CheckpointManager(rd, cfg.checkpoint.keep_last)
+    if iteration is None:
+        chosen = manager.latest()
+        if chosen is None:
+            return cfg, None
+    else:
+        kept = dict(manager.list())
+        if iteration not in kept:
+            names = ", ".join(str(i) for i in kept) or "none"
+            raise SleaError(
+                f"iteration: run {str(run_dir)!r} has no checkpoint of iteration {iteration} "
+                f"(kept: {names})"
+            )
+        chosen = (iteration, kept[iteration])
+    CheckpointManager.verify(chosen[1])
+    return cfg, chosen[1]
 
 
 def config_changes(cfg: TrainConfig, checkpoint: Path) -> dict[str, list[Any]]:

@@ -730,13 +730,14 @@ class Trainer:
         return trainer
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike[str]) -> Trainer:
-        """Open a run's latest checkpoint for evaluation (the policy without its KL reference
-        model or optimizer state: it cannot train); takes no lock (a run may go on training
-        meanwhile) and writes nothing to the run directory, except with a server engine: its
-        adapters go to a directory of their own under ``engine.adapter_dir`` (the servers must
-        read them), ``load-<pid>-<random>``, removed at :meth:`close`."""
-        cfg, latest = setup.open_run(run_dir)
+    def load(cls, run_dir: str | os.PathLike[str], *, iteration: int | None = None) -> Trainer:
+        """Open a run's latest checkpoint (or that of ``iteration``, if it was kept) for
+        evaluation (the policy without its KL reference model or optimizer state: it cannot
+        train); takes no lock (a run may go on training meanwhile) and writes nothing to the run
+        directory, except with a server engine: its adapters go to a directory of their own
+        under ``engine.adapter_dir`` (the servers must read them), ``load-<pid>-<random>``,
+        removed at :meth:`close`."""
+        cfg, latest = setup.open_run(run_dir, iteration)
         if latest is None:
             raise SleaError(
                 f"run {str(run_dir)!r} has no checkpoint yet; wait for the first one or resume "
