@@ -111,10 +111,9 @@ def test_once(run_dir: Path, episodes: int) -> dict[str, Any]:
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out)
+    from slea.rundir import atomic_write_text
+
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
 
 
 def _stats(values: list[float]) -> dict[str, float]:

@@ -70,6 +70,7 @@ def test_fetched_preset_plays_zero_shot_episodes(
     pytest.importorskip("textworld", reason="the [envs] extra (textworld) is not installed")
     from conftest_envs import games_cache
 
+    from slea.train import setup
     from slea.train.config import TrainConfig
     from slea.train.trainer import Trainer
 
@@ -84,6 +85,7 @@ def test_fetched_preset_plays_zero_shot_episodes(
             "rollout.max_steps=6",
         ],
     )
+    assert setup.model_dir(cfg) == fetched[1]  # the preset, from this test's cache
     with Trainer(cfg) as trainer:
         result = trainer.evaluate("valid", episodes_per_task=2)
     assert result["episodes"] == 4 and 0.0 <= result["success"] <= 1.0
